@@ -1,0 +1,49 @@
+"""Configuration in one place.
+
+* ``params.yaml`` (DVC-tracked): every parameter a stage uses (data, model, training, gates).
+* Environment variables (pydantic-settings, prefix ``FLYWHEEL_``): paths, service URLs, secrets.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Deployment settings read from the environment (or a ``.env`` file)."""
+
+    model_config = SettingsConfigDict(env_prefix="FLYWHEEL_", env_file=".env", extra="ignore")
+
+    params_file: Path = REPO_ROOT / "params.yaml"
+    data_dir: Path = REPO_ROOT / "data"
+    models_dir: Path = REPO_ROOT / "models"
+    shared_data_dir: Path = REPO_ROOT.parent / "shared" / "data"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Process-wide settings (cached; call ``get_settings.cache_clear()`` after changing the env)."""
+    return Settings()
+
+
+def load_params(path: str | Path | None = None) -> dict[str, Any]:
+    """Read ``params.yaml`` (or ``path``) as a plain dict."""
+    path = Path(path) if path else get_settings().params_file
+    with open(path) as fh:
+        return yaml.safe_load(fh)
+
+
+def profile_params(profile: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Parameters of one data profile (``smoke`` or ``full``), with a clear error for unknown names."""
+    params = params or load_params()
+    profiles = params["profiles"]
+    if profile not in profiles:
+        raise KeyError(f"unknown profile {profile!r}; choose one of {sorted(profiles)}")
+    return profiles[profile]
