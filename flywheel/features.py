@@ -1,0 +1,82 @@
+"""Log-mel features, computed with numpy only and shared exactly by training and inference.
+
+The neural systems never see raw audio: training (``training/data.py``) and the onnxruntime
+inference path (``flywheel/systems/neural.py``) both call :func:`log_mel`, so there is one definition of
+the model input. Frame ``i`` covers samples ``[i * hop, i * hop + win)`` of the signal padded by
+``win // 2`` on the left, i.e. it is centred on ``i * hop``; a signal of ``n`` samples gives
+``n // hop`` frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import scipy.fft
+from numpy.lib.stride_tricks import sliding_window_view
+
+from flywheel.audio import SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Front-end parameters (stored with every exported model)."""
+
+    n_mels: int = 64
+    n_fft: int = 512
+    win: int = 400  # 25 ms
+    hop: int = 160  # 10 ms
+    fmin: float = 20.0
+    fmax: float = 7600.0
+
+
+def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+    return 2595.0 * np.log10(1.0 + f / 700.0)
+
+
+def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+    return 700.0 * (10 ** (m / 2595.0) - 1.0)
+
+
+@lru_cache(maxsize=8)
+def mel_filterbank(cfg: FeatureConfig = FeatureConfig()) -> np.ndarray:
+    """Triangular HTK-style mel filters, shape ``(n_mels, n_fft // 2 + 1)``, float32."""
+    freqs = np.fft.rfftfreq(cfg.n_fft, 1.0 / SAMPLE_RATE)
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(np.array(cfg.fmin)), _hz_to_mel(np.array(cfg.fmax)), cfg.n_mels + 2))
+    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    up = (freqs[None, :] - lower) / (centre - lower)
+    down = (upper - freqs[None, :]) / (upper - centre)
+    return np.maximum(0.0, np.minimum(up, down)).astype(np.float32)
+
+
+@lru_cache(maxsize=8)
+def _window(win: int, n_fft: int) -> np.ndarray:
+    w = np.zeros(n_fft, dtype=np.float32)
+    w[:win] = np.hanning(win + 1)[:-1]
+    return w
+
+
+def num_frames(num_samples: int, cfg: FeatureConfig = FeatureConfig()) -> int:
+    """Number of feature frames for a signal of ``num_samples``."""
+    return num_samples // cfg.hop
+
+
+def log_mel(waveform: np.ndarray, cfg: FeatureConfig = FeatureConfig(), block_frames: int = 6000) -> np.ndarray:
+    """Log-mel spectrogram, shape ``(n_mels, num_frames)``, float32.
+
+    Long signals are processed ``block_frames`` at a time, so memory stays bounded by the output.
+    """
+    x = np.asarray(waveform, dtype=np.float32)
+    n = num_frames(len(x), cfg)
+    padded = np.pad(x, (cfg.win // 2, cfg.win))
+    fb_t = mel_filterbank(cfg).T.copy()
+    window = _window(cfg.win, cfg.n_fft)[: cfg.win]
+    frames_all = sliding_window_view(padded, cfg.win)[:: cfg.hop]
+    out = np.empty((n, cfg.n_mels), dtype=np.float32)
+    for b0 in range(0, n, block_frames):
+        b1 = min(n, b0 + block_frames)
+        spec = scipy.fft.rfft(frames_all[b0:b1] * window, n=cfg.n_fft, axis=1)
+        power = spec.real**2 + spec.imag**2
+        np.log(power @ fb_t + 1e-6, out=out[b0:b1])
+    return out.T

@@ -1,0 +1,172 @@
+"""Full diarization with a segmentation+embedding model (Fast CNN or DistilHuBERT), any length.
+
+1. sliding chunks (``chunk_s`` long, every ``step_s``), log-mel features, one batched model call
+   per ``batch_size`` chunks -> per chunk: powerset activity of 3 local speakers + 3 embeddings;
+2. local speakers with enough single-speaker speech are clustered (agglomerative, cosine, threshold
+   tuned on dev: automatic speaker count);
+3. every active local speaker is assigned to a global speaker, at most one slot per speaker per chunk
+   (Hungarian assignment on cosine similarity to the cluster centroids);
+4. stitching (``flywheel.stitching``) averages overlapping chunks and keeps overlap.
+
+Memory is bounded: per chunk only 0/1 activity and 3 embeddings are kept, and clustering reduces
+very many embeddings first (``flywheel.clustering``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+from pyannote.core import Annotation
+from scipy.optimize import linear_sum_assignment
+
+from flywheel.audio import SAMPLE_RATE
+from flywheel.clustering import agglomerative_cluster
+from flywheel.features import FeatureConfig, log_mel
+from flywheel.stitching import aggregate, binarize, to_annotation
+
+# features (B, n_mels, T) -> (log-probs (B, T', 7), embeddings (B, 3, D))
+Backend = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+# powerset class -> active local speakers (mirrors training/models/powerset.py, without torch)
+POWERSET = np.array(
+    [[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1]], dtype=np.uint8
+)
+
+
+@dataclass
+class NeuralParams:
+    """Pipeline hyper-parameters (params.yaml: ``systems.<name>``), tuned on dev, not on test."""
+
+    step_s: float = 2.5
+    threshold: float = 0.6  # cosine distance for clustering
+    min_embedding_s: float = 0.5  # single-speaker speech a local speaker needs to enter clustering
+    min_active_s: float = 0.1  # less activity than this: slot ignored
+    min_duration_on: float = 0.0
+    min_duration_off: float = 0.0
+    batch_size: int = 32
+    max_speakers: int | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> NeuralParams:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass
+class LocalResults:
+    """Output of the model over all chunks of one recording (what ``cluster`` needs)."""
+
+    activity: np.ndarray  # (C, T, 3) uint8
+    embeddings: np.ndarray  # (C, 3, D)
+    single_frames: np.ndarray  # (C, 3) frames where the slot speaks alone
+    chunk_frames: np.ndarray  # (C,) first global frame of each chunk
+    num_frames: int
+    duration: float
+
+
+class NeuralDiarizer:
+    """Diarization pipeline around a model backend; see the module docstring."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        chunk_s: float,
+        frame_s: float,
+        params: NeuralParams | None = None,
+        features: FeatureConfig = FeatureConfig(),
+        name: str = "neural",
+    ):
+        self.backend = backend
+        self.chunk_s = chunk_s
+        self.frame_s = frame_s
+        self.params = params or NeuralParams()
+        self.features = features
+        self.name = name
+
+    # -- 1. model over sliding chunks -------------------------------------------------------------
+    def chunk_starts(self, num_samples: int) -> np.ndarray:
+        """Start sample of every chunk; the last chunk ends at the end of the audio."""
+        n_chunk = int(round(self.chunk_s * SAMPLE_RATE))
+        frame = int(round(self.frame_s * SAMPLE_RATE))
+        step = int(round(self.params.step_s * SAMPLE_RATE))
+        step = max(frame, step - step % frame)  # chunks start on output frames
+        last = int(np.ceil(max(0, num_samples - n_chunk) / frame)) * frame
+        starts = list(range(0, last + 1, step))
+        if starts[-1] != last:
+            starts.append(last)
+        return np.array(starts, dtype=np.int64)
+
+    def prepare(self, waveform: np.ndarray) -> LocalResults:
+        """Run the model over all chunks (the expensive part; reused when tuning the threshold)."""
+        n_chunk = int(round(self.chunk_s * SAMPLE_RATE))
+        duration = len(waveform) / SAMPLE_RATE
+        starts = self.chunk_starts(len(waveform))
+        padded = np.pad(waveform.astype(np.float32), (0, max(0, int(starts[-1]) + n_chunk - len(waveform))))
+        activities, embeddings = [], []
+        for b0 in range(0, len(starts), self.params.batch_size):
+            batch = starts[b0 : b0 + self.params.batch_size]
+            feats = np.stack([log_mel(padded[s : s + n_chunk], self.features) for s in batch])
+            logprobs, emb = self.backend(feats)
+            activities.append(POWERSET[logprobs.argmax(axis=-1)])
+            embeddings.append(emb)
+        activity = np.concatenate(activities)
+        powerset_single = activity.sum(axis=2, keepdims=True) == 1
+        single = (activity * powerset_single).sum(axis=1)
+        frame_samples = self.frame_s * SAMPLE_RATE
+        return LocalResults(
+            activity=activity,
+            embeddings=np.concatenate(embeddings).astype(np.float32),
+            single_frames=single,
+            chunk_frames=np.round(starts / frame_samples).astype(np.int64),
+            num_frames=int(np.ceil(len(waveform) / frame_samples)),
+            duration=duration,
+        )
+
+    # -- 2.-4. clustering, assignment, stitching ----------------------------------------------
+    def assign(self, local: LocalResults, threshold: float) -> tuple[np.ndarray, int]:
+        """Global speaker of every local slot ``(C, 3)`` (``-1`` inactive) and the speaker count."""
+        p = self.params
+        active = local.activity.sum(axis=1) * self.frame_s >= p.min_active_s  # (C, 3)
+        good = (local.single_frames * self.frame_s >= p.min_embedding_s) & active
+        assignment = np.full(active.shape, -1, dtype=np.int64)
+        if not active.any():
+            return assignment, 0
+        emb = local.embeddings / np.maximum(np.linalg.norm(local.embeddings, axis=-1, keepdims=True), 1e-8)
+        if good.sum() >= 2:
+            labels = agglomerative_cluster(emb[good], threshold, max_speakers=p.max_speakers)
+        else:
+            labels = np.zeros(int(good.sum()), dtype=np.int64)
+        if labels.size == 0:  # speech, but nobody talks alone long enough: one speaker
+            assignment[active] = 0
+            return assignment, 1
+        k = int(labels.max()) + 1
+        centroids = np.stack([emb[good][labels == i].mean(axis=0) for i in range(k)])
+        centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-8)
+        for c in np.flatnonzero(active.any(axis=1)):
+            slots = np.flatnonzero(active[c])
+            sim = emb[c, slots] @ centroids.T  # (slots, k)
+            if len(slots) <= k:
+                rows, cols = linear_sum_assignment(-sim)
+                assignment[c, slots[rows]] = cols
+            else:  # more local speakers than clusters: best cluster each
+                assignment[c, slots] = sim.argmax(axis=1)
+        return assignment, k
+
+    def cluster(self, local: LocalResults, threshold: float | None = None, uri: str = "audio") -> Annotation:
+        """Cluster prepared chunks and stitch them into an annotation."""
+        threshold = self.params.threshold if threshold is None else threshold
+        assignment, k = self.assign(local, threshold)
+        if k == 0:
+            return Annotation(uri=uri)
+        scores, count = aggregate(local.activity, assignment, local.chunk_frames, local.num_frames, k)
+        binary = binarize(scores, count)
+        return to_annotation(
+            binary, self.frame_s, local.duration, uri,
+            min_duration_on=self.params.min_duration_on, min_duration_off=self.params.min_duration_off,
+        )
+
+    def diarize(self, waveform: np.ndarray, uri: str = "audio") -> Annotation:
+        """Who spoke when in ``waveform`` (16 kHz mono float32), overlap included."""
+        return self.cluster(self.prepare(waveform), uri=uri)

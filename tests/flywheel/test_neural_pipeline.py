@@ -1,0 +1,90 @@
+"""Chunking, clustering and stitching of the neural pipeline, with a scripted (oracle-like) backend."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from flywheel.audio import SAMPLE_RATE
+from flywheel.metrics import der_breakdown
+from flywheel.segments import annotation_from_turns
+from flywheel.stitching import binarize, to_annotation
+from flywheel.systems.neural import POWERSET, NeuralDiarizer, NeuralParams
+
+FRAME_S = 0.04
+CHUNK_S = 5.0
+
+
+class ScriptedBackend:
+    """Plays back a known 2-speaker timeline: speaker A in [0, 12) s, B in [10, 20) s."""
+
+    def __init__(self, diarizer_ref: list[NeuralDiarizer]):
+        self.ref = diarizer_ref
+        self.calls = 0
+        self.offset = 0
+
+    def __call__(self, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        b, _, t = feats.shape
+        frames = t // 4
+        logprobs = np.full((b, frames, 7), -20.0, dtype=np.float32)
+        emb = np.zeros((b, 3, 4), dtype=np.float32)
+        starts = self.ref[0]._starts[self.offset : self.offset + b]
+        self.offset += b
+        for i, s in enumerate(starts):
+            times = s / SAMPLE_RATE + (np.arange(frames) + 0.5) * FRAME_S
+            a, bb = times < 12.0, (times >= 10.0) & (times < 20.0)
+            # slot order deliberately differs between chunks: clustering must undo it
+            swap = i % 2 == 1
+            sa, sb = (2, 1) if swap else (1, 2)
+            cls = np.zeros(frames, dtype=int)
+            cls[a & ~bb], cls[bb & ~a] = sa, sb
+            cls[a & bb] = 4
+            logprobs[i, np.arange(frames), cls] = 0.0
+            emb[i, sa - 1] = [1, 0, 0, 0]
+            emb[i, sb - 1] = [0, 1, 0, 0]
+        return logprobs, emb
+
+
+def make(params: NeuralParams) -> NeuralDiarizer:
+    holder: list[NeuralDiarizer] = []
+    d = NeuralDiarizer(ScriptedBackend(holder), CHUNK_S, FRAME_S, params)
+    holder.append(d)
+    return d
+
+
+def test_chunks_cover_the_whole_file_on_frame_boundaries() -> None:
+    d = make(NeuralParams(step_s=2.5))
+    starts = d.chunk_starts(int(23.3 * SAMPLE_RATE))
+    assert starts[0] == 0 and starts[-1] + CHUNK_S * SAMPLE_RATE >= 23.3 * SAMPLE_RATE
+    assert all(s % int(FRAME_S * SAMPLE_RATE) == 0 for s in starts)
+    assert d.chunk_starts(SAMPLE_RATE).tolist() == [0]  # shorter than a chunk: one padded chunk
+
+
+def test_recovers_two_speakers_with_overlap() -> None:
+    d = make(NeuralParams(step_s=2.5, threshold=0.5))
+    waveform = np.zeros(int(20 * SAMPLE_RATE), dtype=np.float32)
+    d._starts = d.chunk_starts(len(waveform))
+    hyp = d.diarize(waveform, uri="x")
+    ref = annotation_from_turns([(0, 12, "A"), (10, 20, "B")], uri="x")
+    assert len(hyp.labels()) == 2
+    assert hyp.get_overlap().duration() > 1.5
+    assert der_breakdown(ref, hyp).der < 0.02
+
+
+def test_binarize_keeps_top_count() -> None:
+    scores = np.array([[0.9, 0.8, 0.1], [0.9, 0.2, 0.0]])
+    out = binarize(scores, np.array([2.0, 1.0]))
+    assert out.tolist() == [[True, True, False], [True, False, False]]
+
+
+def test_to_annotation_fills_short_gaps_and_drops_short_turns() -> None:
+    binary = np.zeros((100, 1), dtype=bool)
+    binary[10:40, 0] = binary[42:60, 0] = binary[80:81, 0] = True
+    ann = to_annotation(binary, 0.1, 10.0, min_duration_off=0.5, min_duration_on=0.5)
+    assert [(round(s.start, 2), round(s.end, 2)) for s in ann.get_timeline()] == [(1.0, 6.0)]
+
+
+def test_powerset_table_matches_training() -> None:
+    from training.models.powerset import CLASSES
+
+    for c, active in enumerate(CLASSES):
+        assert set(np.flatnonzero(POWERSET[c])) == set(active)
