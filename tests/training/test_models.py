@@ -1,0 +1,58 @@
+"""Model contract: sizes, shapes, and the permutation-invariant loss."""
+
+from __future__ import annotations
+
+import torch
+
+from training.losses import AAMSoftmax, pit_powerset_loss
+from training.models.fast_cnn import count_parameters
+from training.models.powerset import multilabel_to_powerset
+from training.models.registry import build_model
+
+
+def test_fast_cnn_size_and_outputs(params) -> None:
+    model = build_model("fast-cnn", params).eval()
+    n = count_parameters(model)
+    assert 2.0e6 <= n <= 2.5e6, n
+    logprobs, emb = model(torch.randn(2, 64, 500))
+    assert logprobs.shape == (2, 125, 7) and emb.shape[:2] == (2, 3)
+    assert torch.allclose(logprobs.exp().sum(-1), torch.ones(2, 125), atol=1e-5)
+    assert torch.allclose(emb.norm(dim=-1), torch.ones(2, 3), atol=1e-4)
+
+
+def test_fast_cnn_accepts_any_length(params) -> None:
+    model = build_model("fast-cnn", params).eval()
+    logprobs, _ = model(torch.randn(1, 64, 300))
+    assert logprobs.shape == (1, 75, 7)
+
+
+def test_powerset_encoding() -> None:
+    labels = torch.tensor([[0, 0, 0], [1, 0, 0], [0, 0, 1], [1, 1, 0], [0, 1, 1]])
+    assert multilabel_to_powerset(labels).tolist() == [0, 1, 3, 4, 6]
+
+
+def test_pit_loss_is_permutation_invariant() -> None:
+    torch.manual_seed(0)
+    logprobs = torch.log_softmax(torch.randn(4, 50, 7), dim=-1)
+    labels = (torch.rand(4, 50, 3) > 0.7).float()
+    loss, _ = pit_powerset_loss(logprobs, labels)
+    swapped, perm = pit_powerset_loss(logprobs, labels[:, :, [2, 0, 1]])
+    assert torch.allclose(loss, swapped)
+    assert perm.shape == (4, 3)
+
+
+def test_pit_loss_prefers_the_right_answer() -> None:
+    labels = torch.zeros(1, 20, 3)
+    labels[0, :10, 1] = 1
+    perfect = torch.full((1, 20, 7), -30.0)
+    perfect[0, :10, 1] = 0.0  # slot order differs from labels: PIT must still find it perfect
+    perfect[0, 10:, 0] = 0.0
+    assert pit_powerset_loss(perfect, labels)[0] < 1e-6
+
+
+def test_aam_softmax_decreases_with_correct_embedding() -> None:
+    head = AAMSoftmax(8, 5)
+    target = torch.tensor([2])
+    good = torch.nn.functional.normalize(head.weight[2:3].detach(), dim=-1)
+    bad = torch.nn.functional.normalize(head.weight[3:4].detach(), dim=-1)
+    assert head(good, target) < head(bad, target)

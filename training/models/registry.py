@@ -1,0 +1,24 @@
+"""Build a model by type from params.yaml (``models.<type>``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from flywheel.config import load_params
+
+MODEL_TYPES = ("fast-cnn", "distilhubert")
+
+
+def build_model(model_type: str, params: dict[str, Any] | None = None, **overrides: Any) -> nn.Module:
+    """A freshly initialised model of ``model_type`` with the architecture from params.yaml."""
+    params = params or load_params()
+    arch = {k: v for k, v in params["models"][model_type].items() if k != "chunk"}
+    arch.update(overrides)
+    if model_type == "fast-cnn":
+        from training.models.fast_cnn import FastCNN, FastCNNConfig
+
+        arch["dilations"] = tuple(arch.get("dilations", FastCNNConfig.dilations))
+        return FastCNN(FastCNNConfig(**arch))
+    raise KeyError(f"unknown model type {model_type!r}; choose one of {MODEL_TYPES}")

@@ -1,0 +1,219 @@
+"""Training loop shared by both arms (nanoGPT-style: one readable function plus helpers).
+
+Per epoch: on-the-fly simulated conversations -> chunks -> PIT powerset loss + AAM speaker loss on the
+local-speaker embeddings (pooled with the reference single-speaker frames); then dev DER with the full
+diarization pipeline (threshold picked on a small grid). The best checkpoint by dev DER is kept,
+training stops early after ``patience`` epochs without improvement, and ``last.pt`` resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from flywheel.audio import load_audio
+from flywheel.config import get_settings, load_params
+from flywheel.metrics import aggregate, der_breakdown
+from flywheel.systems.neural import NeuralDiarizer, NeuralParams
+from flywheel.testset import iter_test_set
+from pipelines.inventory import Inventory
+from pipelines.simulate import SimulationConfig
+from training.data import ChunkConfig, ConversationChunks, conversations_for_hours
+from training.losses import AAMSoftmax, pit_powerset_loss
+from training.models.registry import build_model
+
+
+@dataclass
+class TrainConfig:
+    """One training recipe (params.yaml: ``train.<model>.<config>``)."""
+
+    data_profile: str = "smoke"
+    train_hours: float | None = None  # per epoch; default: the profile's train_hours
+    epochs: int = 20
+    patience: int = 3
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-2
+    warmup_steps: int = 300
+    speaker_loss_weight: float = 0.3
+    min_embedding_frames: int = 12  # slots with fewer single-speaker frames get no speaker loss
+    workers: int = 1
+    threads: int = 1
+    coverage: float = 1.0
+    dev_files: int | None = None  # limit dev files (smoke)
+    dev_thresholds: list[float] = field(default_factory=lambda: [0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
+    max_steps_per_epoch: int | None = None
+
+    @classmethod
+    def load(cls, model_type: str, name: str, params: dict[str, Any] | None = None) -> TrainConfig:
+        params = params or load_params()
+        recipes = params["train"][model_type]
+        if name not in recipes:
+            raise KeyError(f"unknown training config {name!r} for {model_type}; choose one of {sorted(recipes)}")
+        return cls(**recipes[name])
+
+
+class TorchBackend:
+    """Runs a torch model as a :data:`flywheel.systems.neural.Backend` (for dev DER during training)."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model
+
+    @torch.no_grad()
+    def __call__(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        logprobs, embeddings = self.model(torch.from_numpy(features))
+        return logprobs.numpy(), embeddings.numpy()
+
+
+def dev_der(
+    model: torch.nn.Module, dev_dir: Path, chunk: ChunkConfig, thresholds: list[float], limit: int | None = None
+) -> tuple[float, float]:
+    """Best dev DER (collar 0, overlap scored) over ``thresholds``; returns ``(der, threshold)``."""
+    model.eval()
+    diarizer = NeuralDiarizer(TorchBackend(model), chunk.chunk_s, chunk.frame_s, NeuralParams())
+    items = list(iter_test_set(dev_dir))[:limit]
+    prepared = [(item, diarizer.prepare(load_audio(item.audio_path))) for item in items]
+    best = (math.inf, thresholds[0])
+    for th in thresholds:
+        scores = [der_breakdown(it.reference, diarizer.cluster(loc, th, it.uri), it.uem) for it, loc in prepared]
+        best = min(best, (aggregate(scores).der, th))
+    model.train()
+    return best
+
+
+def _lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
+    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def train(
+    model_type: str,
+    config_name: str = "smoke",
+    out_dir: str | Path | None = None,
+    resume: bool = True,
+    params: dict[str, Any] | None = None,
+    data_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Train ``model_type`` with recipe ``config_name``; returns the summary (also ``summary.json``)."""
+    params = params or load_params()
+    cfg = TrainConfig.load(model_type, config_name, params)
+    data_dir = data_dir or get_settings().data_dir
+    out = Path(out_dir or Path("checkpoints") / model_type / config_name)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(params["seed"])
+
+    profile = params["profiles"][cfg.data_profile]
+    inventory = Inventory.load(data_dir / "inventory" / cfg.data_profile)
+    dev_dir = data_dir / "conversations" / cfg.data_profile / "dev"
+    sim = SimulationConfig.from_params(params["simulation"], duration_s=profile["conversations"]["duration_s"])
+    chunk = ChunkConfig(**params["models"][model_type]["chunk"])
+    hours = cfg.train_hours or profile["train_hours"]
+    dataset = ConversationChunks(
+        inventory, sim, chunk, conversations_for_hours(hours, sim.duration_s), params["seed"], coverage=cfg.coverage
+    )
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, num_workers=cfg.workers,
+                        persistent_workers=False, prefetch_factor=4 if cfg.workers else None)
+
+    model = build_model(model_type, params)
+    speaker_head = AAMSoftmax(model.cfg.embedding_dim, len(dataset.speaker_index))
+    optimizer = torch.optim.AdamW(
+        [*model.parameters(), *speaker_head.parameters()], lr=cfg.lr, weight_decay=cfg.weight_decay
+    )
+    est_steps = int(hours * 3600 * cfg.coverage / chunk.chunk_s / cfg.batch_size)
+    if cfg.max_steps_per_epoch:
+        est_steps = min(est_steps, cfg.max_steps_per_epoch)
+    total_steps = est_steps * cfg.epochs
+
+    state: dict[str, Any] = {"epoch": 0, "step": 0, "best_der": math.inf, "best_threshold": None,
+                             "history": [], "stale": 0}
+    last = out / "last.pt"
+    if resume and last.exists():
+        ckpt = torch.load(last, map_location="cpu", weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        speaker_head.load_state_dict(ckpt["speaker_head"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        state = ckpt["state"]
+        print(f"resumed from {last}: epoch {state['epoch']}, best dev DER {state['best_der']:.4f}")
+
+    started = time.perf_counter()
+    model.train()
+    while state["epoch"] < cfg.epochs and state["stale"] < cfg.patience:
+        epoch = state["epoch"]
+        dataset.set_epoch(epoch)
+        losses = []
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", total=est_steps)
+        for i, (feats, labels, speaker_ids) in enumerate(bar):
+            if cfg.max_steps_per_epoch and i >= cfg.max_steps_per_epoch:
+                break
+            for group in optimizer.param_groups:
+                group["lr"] = _lr_at(state["step"], total_steps, cfg)
+            seg_loss, spk_loss = training_step(model, speaker_head, feats, labels, speaker_ids, cfg)
+            loss = seg_loss + cfg.speaker_loss_weight * spk_loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            optimizer.step()
+            state["step"] += 1
+            losses.append((seg_loss.item(), spk_loss.item()))
+            if i % 10 == 0:
+                seg_m, spk_m = np.mean(losses[-50:], axis=0)
+                bar.set_postfix(seg=f"{seg_m:.3f}", spk=f"{spk_m:.3f}")
+        der, threshold = dev_der(model, dev_dir, chunk, cfg.dev_thresholds, cfg.dev_files)
+        seg_m, spk_m = np.mean(losses, axis=0) if losses else (math.nan, math.nan)
+        record = {"epoch": epoch + 1, "step": state["step"], "seg_loss": float(seg_m), "spk_loss": float(spk_m),
+                  "dev_der": der, "dev_threshold": threshold, "elapsed_s": time.perf_counter() - started}
+        state["history"].append(record)
+        print(json.dumps(record))
+        state["epoch"] = epoch + 1
+        if der < state["best_der"]:
+            state.update(best_der=der, best_threshold=threshold, stale=0)
+            torch.save({"model": model.state_dict(), "model_type": model_type, "config": model.cfg.as_dict(),
+                        "chunk": chunk.__dict__, "dev_der": der, "threshold": threshold, "epoch": epoch + 1},
+                       out / "best.pt")
+        else:
+            state["stale"] += 1
+        torch.save({"model": model.state_dict(), "speaker_head": speaker_head.state_dict(),
+                    "optimizer": optimizer.state_dict(), "state": state}, last)
+
+    summary = {"model_type": model_type, "config": config_name, "best_dev_der": state["best_der"],
+               "best_threshold": state["best_threshold"], "epochs": state["epoch"], "steps": state["step"],
+               "history": state["history"], "checkpoint": str(out / "best.pt")}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def training_step(
+    model: torch.nn.Module,
+    speaker_head: AAMSoftmax,
+    feats: torch.Tensor,
+    labels: torch.Tensor,
+    speaker_ids: torch.Tensor,
+    cfg: TrainConfig,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Segmentation loss (PIT powerset) and speaker loss for one batch."""
+    hidden = model.backbone(feats)
+    logprobs = model.segment(hidden)
+    seg_loss, perm = pit_powerset_loss(logprobs, labels)
+    # align slots with the permutation the segmentation loss chose
+    labels = torch.gather(labels, 2, perm[:, None, :].expand_as(labels))
+    speaker_ids = torch.gather(speaker_ids, 1, perm)
+    alone = labels * (labels.sum(dim=2, keepdim=True) == 1)  # (B, T, 3) single-speaker frames
+    embeddings = model.embed(hidden, alone)
+    valid = (alone.sum(dim=1) >= cfg.min_embedding_frames) & (speaker_ids >= 0)
+    if valid.any():
+        spk_loss = speaker_head(embeddings[valid], speaker_ids[valid])
+    else:
+        spk_loss = embeddings.sum() * 0.0
+    return seg_loss, spk_loss
