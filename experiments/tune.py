@@ -1,0 +1,226 @@
+"""Tune a system's clustering threshold on a dev set: lowest total DER wins.
+
+A dev set is a folder of ``<uri>.wav`` + ``<uri>.rttm`` (+ optional ``<uri>.uem``). Each file is
+processed once up to the embeddings when the system supports it (``prepare`` / ``cluster``, see
+:class:`flywheel.systems.ReclusterableSystem`); only the clustering is redone per threshold.
+
+    python -m experiments.tune --system baseline --dev-set data/dev --write-params
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from pyannote.core import Annotation, Timeline
+from pyannote.metrics.diarization import DiarizationErrorRate
+
+from flywheel.audio import load_audio
+from flywheel.segments import read_rttm, read_uem
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+DEFAULT_GRID = "0.1:1.0:0.02"  # cosine-distance thresholds
+
+
+@dataclass
+class DevFile:
+    """One scored file of a dev set."""
+
+    uri: str
+    audio: Path
+    reference: Annotation
+    uem: Timeline | None
+
+
+def load_dev_set(dev_dir: str | Path) -> list[DevFile]:
+    """Every ``<uri>.wav`` (or .flac/.ogg) that has a ``<uri>.rttm`` beside it, sorted by URI.
+
+    Raises:
+        FileNotFoundError: the folder holds no such pair.
+    """
+    dev_dir = Path(dev_dir)
+    files: list[DevFile] = []
+    for audio in sorted(p for p in dev_dir.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES):
+        uri = audio.stem
+        rttm = audio.with_suffix(".rttm")
+        if not rttm.exists():
+            continue
+        reference = read_rttm(rttm).get(uri, Annotation(uri=uri))
+        uem_path = audio.with_suffix(".uem")
+        uem = read_uem(uem_path).get(uri) if uem_path.exists() else None
+        files.append(DevFile(uri, audio, reference, uem))
+    if not files:
+        raise FileNotFoundError(f"no <uri>.wav + <uri>.rttm pairs in {dev_dir}")
+    return files
+
+
+def parse_thresholds(spec: str) -> list[float]:
+    """``"0.1,0.2,0.3"`` or ``"start:stop:step"`` (stop included) -> sorted thresholds."""
+    spec = spec.strip()
+    if ":" in spec:
+        start, stop, step = (float(v) for v in spec.split(":"))
+        if step <= 0 or stop < start:
+            raise ValueError(f"bad threshold range {spec!r}: need start <= stop and step > 0")
+        values = np.arange(start, stop + step / 2, step)
+    else:
+        values = np.array([float(v) for v in spec.split(",") if v.strip()])
+    if values.size == 0:
+        raise ValueError(f"no thresholds in {spec!r}")
+    return sorted({round(float(v), 6) for v in values})
+
+
+def score(
+    pairs: list[tuple[Annotation, Annotation, Timeline | None]], collar: float = 0.0
+) -> dict[str, float]:
+    """Total DER (pyannote.metrics, overlap scored) and its components over ``(ref, hyp, uem)`` pairs."""
+    metric = DiarizationErrorRate(collar=collar, skip_overlap=False)
+    totals = {"missed detection": 0.0, "false alarm": 0.0, "confusion": 0.0, "total": 0.0}
+    for reference, hypothesis, uem in pairs:
+        detail = metric(reference, hypothesis, uem=uem, detailed=True)
+        for key in totals:
+            totals[key] += float(detail[key])
+    errors = totals["missed detection"] + totals["false alarm"] + totals["confusion"]
+    der = errors / totals["total"] if totals["total"] > 0 else float(errors > 0)
+    return {
+        "der": der,
+        "missed": totals["missed detection"],
+        "false_alarm": totals["false alarm"],
+        "confusion": totals["confusion"],
+        "total": totals["total"],
+    }
+
+
+def tune_threshold(
+    system_name: str,
+    dev_dir: str | Path,
+    thresholds: list[float],
+    collar: float = 0.0,
+    system_options: dict[str, Any] | None = None,
+) -> tuple[float, list[dict[str, float]]]:
+    """Diarize a dev set at every threshold; return the best threshold and one table row per threshold.
+
+    Rows hold ``threshold, der, missed, false_alarm, confusion, total`` (seconds, summed over files).
+    Ties on DER go to the middle of the tied thresholds.
+    """
+    from flywheel.systems import ReclusterableSystem, get_system
+
+    if not thresholds:
+        raise ValueError("no thresholds to try")
+    files = load_dev_set(dev_dir)
+    options = dict(system_options or {})
+    system = get_system(system_name, **options)
+    hypotheses: dict[float, list[Annotation]] = {t: [] for t in thresholds}
+    for f in files:
+        waveform = load_audio(f.audio)
+        if isinstance(system, ReclusterableSystem):
+            prepared = system.prepare(waveform)
+            for t in thresholds:
+                hypotheses[t].append(system.cluster(prepared, threshold=t, uri=f.uri))
+        else:  # no cached split: rebuild the system for every threshold
+            for t in thresholds:
+                hyp = get_system(system_name, **{**options, "threshold": t}).diarize(waveform, uri=f.uri)
+                hypotheses[t].append(hyp)
+
+    table = []
+    for t in thresholds:
+        pairs = [(f.reference, h, f.uem) for f, h in zip(files, hypotheses[t], strict=True)]
+        table.append({"threshold": t, **score(pairs, collar=collar)})
+    best_der = min(row["der"] for row in table)
+    tied = [row["threshold"] for row in table if row["der"] <= best_der + 1e-9]
+    return tied[len(tied) // 2], table
+
+
+def write_threshold(params_file: str | Path, system_name: str, threshold: float) -> None:
+    """Set ``systems.<system_name>.threshold`` in a YAML file by replacing that one line.
+
+    Comments and the rest of the file are kept as they are.
+
+    Raises:
+        KeyError: the file has no ``systems: <system_name>: threshold:`` entry to replace.
+    """
+    path = Path(params_file)
+    lines = path.read_text().splitlines(keepends=True)
+    wanted = ["systems", system_name, "threshold"]
+    stack: list[tuple[int, str]] = []  # (indent, key) of the enclosing mappings
+    key_re = re.compile(r"^(\s*)([A-Za-z0-9_.\-]+)\s*:(.*)$")
+    for i, line in enumerate(lines):
+        m = key_re.match(line)
+        if not m or line.lstrip().startswith("#"):
+            continue
+        indent, key, rest = len(m.group(1)), m.group(2), m.group(3)
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        if [k for _, k in stack] + [key] == wanted:
+            comment = re.search(r"\s+#.*$", rest.rstrip("\n"))
+            value = f" {threshold:g}"
+            tail = comment.group(0) if comment else ""
+            lines[i] = f"{m.group(1)}{key}:{value}{tail}\n"
+            path.write_text("".join(lines))
+            return
+        stack.append((indent, key))
+    raise KeyError(f"{path} has no systems.{system_name}.threshold entry")
+
+
+app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)
+
+
+@app.command()
+def main(
+    dev_set: Annotated[
+        Path,
+        typer.Option(
+            "--dev-set", "-d", help="Folder of <uri>.wav + <uri>.rttm (+ <uri>.uem) files.",
+            exists=True, file_okay=False,
+        ),
+    ],
+    system: Annotated[str, typer.Option("--system", "-s", help="Diarization system to tune.")] = "baseline",
+    thresholds: Annotated[
+        str, typer.Option("--thresholds", "-t", help="Comma list or start:stop:step (stop included).")
+    ] = DEFAULT_GRID,
+    collar: Annotated[float, typer.Option("--collar", help="DER collar in seconds (0 = strict).")] = 0.0,
+    write_params: Annotated[
+        bool,
+        typer.Option(
+            "--write-params/--no-write-params",
+            help="Write the best threshold into params.yaml: systems.<system>.threshold.",
+        ),
+    ] = False,
+    params_file: Annotated[
+        Path | None,
+        typer.Option("--params-file", help="YAML file to update [default: the project's params.yaml]."),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Also write the DER table as JSON here.")
+    ] = None,
+) -> None:
+    """Pick the clustering threshold with the lowest total DER on a dev set."""
+    grid = parse_thresholds(thresholds)
+    best, table = tune_threshold(system, dev_set, grid, collar=collar)
+    typer.echo(f"{'threshold':>9}  {'DER':>6}  {'miss':>6}  {'FA':>6}  {'conf':>6}")
+    for row in table:
+        mark = "  <- best" if row["threshold"] == best else ""
+        typer.echo(
+            f"{row['threshold']:9.3f}  {row['der']:6.3f}  {row['missed']:6.1f}  "
+            f"{row['false_alarm']:6.1f}  {row['confusion']:6.1f}{mark}"
+        )
+    result = {"system": system, "dev_set": str(dev_set), "collar": collar, "best_threshold": best,
+              "table": table}
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(result, indent=2))
+    if write_params:
+        from flywheel.config import get_settings
+
+        target = params_file or get_settings().params_file
+        write_threshold(target, system, best)
+        typer.echo(f"wrote systems.{system}.threshold = {best:g} to {target}")
+    typer.echo(json.dumps({"best_threshold": best, "der": min(r["der"] for r in table)}))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,122 @@
+"""Agglomerative (hierarchical) clustering of embeddings with a distance threshold.
+
+Shared by every diarization system: the baseline clusters window d-vectors with it, a neural
+segmentation model can cluster its local-speaker embeddings the same way. The speaker count comes
+from the threshold, optionally bounded by ``min_speakers`` / ``max_speakers``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.cluster.hierarchy import fcluster
+from scipy.cluster.hierarchy import linkage as scipy_linkage
+from scipy.spatial.distance import cdist, pdist
+
+DEFAULT_MAX_POINTS = 5000
+
+
+def _first_appearance_order(labels: np.ndarray) -> np.ndarray:
+    """Relabel to ``0..k-1`` in order of first appearance."""
+    _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
+    rank = np.empty_like(first)
+    rank[np.argsort(first)] = np.arange(first.size)
+    return rank[inverse].astype(np.int64)
+
+
+def _reassign_small(
+    embeddings: np.ndarray, labels: np.ndarray, min_cluster_size: int, metric: str
+) -> np.ndarray:
+    """Move members of clusters smaller than ``min_cluster_size`` to the nearest large-cluster centroid."""
+    ids, counts = np.unique(labels, return_counts=True)
+    large = ids[counts >= min_cluster_size]
+    if large.size == 0 or large.size == ids.size:
+        return labels
+    centroids = np.stack([embeddings[labels == c].mean(axis=0) for c in large])
+    small = ~np.isin(labels, large)
+    nearest = cdist(embeddings[small], centroids, metric=metric).argmin(axis=1)
+    labels = labels.copy()
+    labels[small] = large[nearest]
+    return labels
+
+
+def agglomerative_cluster(
+    embeddings: np.ndarray,
+    threshold: float,
+    linkage: str = "average",
+    metric: str = "cosine",
+    min_cluster_size: int = 1,
+    max_speakers: int | None = None,
+    min_speakers: int = 1,
+    max_points: int = DEFAULT_MAX_POINTS,
+    seed: int = 0,
+) -> np.ndarray:
+    """Cluster ``embeddings`` ``(n, d)``; returns ``n`` integer labels ``0..k-1`` (first appearance order).
+
+    The dendrogram (``scipy.cluster.hierarchy.linkage``) is cut at distance ``threshold``
+    (e.g. cosine distance ``1 - cos`` in ``[0, 2]``), so the number of clusters is automatic.
+    Then clusters with fewer than ``min_cluster_size`` members are dissolved and their members moved to
+    the nearest remaining centroid (unless every cluster is small). If more than ``max_speakers``
+    (or fewer than ``min_speakers``) clusters remain, the tree is cut at that count instead.
+
+    Args:
+        embeddings: one row per item; rows with zero norm are allowed but meaningless for cosine.
+        threshold: maximum linkage distance within a cluster.
+        linkage: ``"average"``, ``"complete"``, ``"single"``, ``"weighted"`` (any metric) or
+            ``"ward"``, ``"centroid"``, ``"median"`` (meaningful with ``metric="euclidean"`` only).
+        metric: any ``scipy.spatial.distance.pdist`` metric.
+        min_cluster_size: smaller clusters are reassigned (1 keeps everything).
+        max_speakers: upper bound on the number of clusters (``None``: no bound).
+        min_speakers: lower bound on the number of clusters (when there are enough items).
+        max_points: above this many items, k-means first reduces them to ``max_points`` centroids
+            (the condensed distance matrix grows as n²: 5000 items already take 100 MB).
+        seed: k-means seed (only used above ``max_points``).
+
+    Raises:
+        ValueError: ``embeddings`` is not 2-D or bounds are inconsistent.
+    """
+    x = np.asarray(embeddings, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"embeddings must be 2-D (n, dim), got shape {x.shape}")
+    if max_speakers is not None and max_speakers < max(min_speakers, 1):
+        raise ValueError(f"max_speakers={max_speakers} is below min_speakers={min_speakers}")
+    n = x.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    if n == 1:
+        return np.zeros(1, dtype=np.int64)
+
+    if n > max_points:
+        # Bounded memory: over-cluster with k-means, run the agglomeration on the centroids.
+        from sklearn.cluster import MiniBatchKMeans
+
+        points = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12) if metric == "cosine" else x
+        km = MiniBatchKMeans(n_clusters=max_points, random_state=seed, n_init=1, batch_size=4096)
+        assignment = km.fit_predict(points)
+        sub = agglomerative_cluster(
+            km.cluster_centers_, threshold, linkage=linkage, metric=metric,
+            max_speakers=max_speakers, min_speakers=min_speakers, max_points=max_points,
+        )
+        labels = sub[assignment]
+        if min_cluster_size > 1:
+            labels = _reassign_small(x, labels, min_cluster_size, metric)
+        return _first_appearance_order(labels)
+
+    distances = pdist(x, metric=metric)
+    worst = 2.0 if metric == "cosine" else float(np.nanmax(distances, initial=1.0))
+    distances = np.nan_to_num(distances, nan=worst)  # zero-norm rows: as far as possible
+    tree = scipy_linkage(distances, method=linkage)
+    labels = fcluster(tree, t=threshold, criterion="distance")
+    if min_cluster_size > 1:
+        labels = _reassign_small(x, labels, min_cluster_size, metric)
+
+    k = int(np.unique(labels).size)
+    target = None
+    if max_speakers is not None and k > max_speakers:
+        target = max_speakers
+    elif k < min_speakers <= n:
+        target = min_speakers
+    if target is not None:
+        labels = fcluster(tree, t=target, criterion="maxclust")
+        if min_cluster_size > 1:
+            labels = _reassign_small(x, labels, min_cluster_size, metric)
+    return _first_appearance_order(np.asarray(labels))

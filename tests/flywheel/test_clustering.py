@@ -1,0 +1,94 @@
+"""Agglomerative clustering: automatic speaker count, bounds, small clusters, edge sizes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from flywheel.clustering import agglomerative_cluster
+
+
+def blobs(
+    sizes: list[int], dim: int = 32, spread: float = 0.05, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unit-norm points around random directions (well separated in cosine distance), shuffled."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(len(sizes), dim))
+    pairs = zip(centres, sizes, strict=True)
+    x = np.concatenate([c + spread * np.linalg.norm(c) * rng.normal(size=(n, dim)) for c, n in pairs])
+    truth = np.repeat(np.arange(len(sizes)), sizes)
+    order = rng.permutation(truth.size)
+    x = x[order] / np.linalg.norm(x[order], axis=1, keepdims=True)
+    return x, truth[order]
+
+
+def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    pairs = {(int(i), int(j)) for i, j in zip(a, b, strict=True)}
+    return len(pairs) == len(set(a.tolist())) == len(set(b.tolist()))
+
+
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_recovers_the_number_of_well_separated_clusters(k: int) -> None:
+    x, truth = blobs([15, 20, 10, 25][:k])
+    labels = agglomerative_cluster(x, threshold=0.5)
+    assert np.unique(labels).size == k
+    assert same_partition(labels, truth)
+
+
+def test_labels_are_ordered_by_first_appearance() -> None:
+    x, _ = blobs([10, 10, 10])
+    labels = agglomerative_cluster(x, threshold=0.5)
+    _, first = np.unique(labels, return_index=True)
+    assert list(np.argsort(first)) == sorted(np.unique(labels))
+    assert labels[0] == 0
+    assert labels.dtype == np.int64
+
+
+def test_empty_and_single_inputs() -> None:
+    assert agglomerative_cluster(np.zeros((0, 8)), threshold=0.3).shape == (0,)
+    assert agglomerative_cluster(np.ones((1, 8)), threshold=0.3).tolist() == [0]
+
+
+def test_max_speakers_caps_the_count() -> None:
+    x, truth = blobs([10, 10, 10, 10])
+    labels = agglomerative_cluster(x, threshold=0.5, max_speakers=2)
+    assert np.unique(labels).size == 2
+    # each true cluster stays whole
+    assert all(np.unique(labels[truth == t]).size == 1 for t in range(4))
+
+
+def test_min_speakers_splits_when_asked() -> None:
+    x, _ = blobs([10, 10, 10])
+    assert np.unique(agglomerative_cluster(x, threshold=1.9, min_speakers=3)).size == 3
+
+
+def test_small_clusters_join_the_nearest_large_one() -> None:
+    x, truth = blobs([20, 20])
+    big = x[truth == 0].mean(axis=0)
+    outlier = big + 0.6 * np.random.default_rng(1).normal(size=x.shape[1]) * np.linalg.norm(big)
+    x2 = np.vstack([x, outlier / np.linalg.norm(outlier)])
+    alone = agglomerative_cluster(x2, threshold=0.3)
+    assert np.unique(alone).size == 3  # the outlier forms its own cluster...
+    merged = agglomerative_cluster(x2, threshold=0.3, min_cluster_size=2)
+    assert np.unique(merged).size == 2  # ... unless singletons are reassigned
+    assert merged[-1] == merged[np.flatnonzero(truth == 0)[0]]
+
+
+def test_large_inputs_are_reduced_first() -> None:
+    x, truth = blobs([150, 100, 120], dim=16)
+    labels = agglomerative_cluster(x, threshold=0.5, max_points=50)
+    assert np.unique(labels).size == 3
+    assert same_partition(labels, truth)
+
+
+def test_euclidean_ward_is_supported() -> None:
+    x, truth = blobs([10, 12])
+    labels = agglomerative_cluster(x * 10, threshold=5.0, linkage="ward", metric="euclidean")
+    assert same_partition(labels, truth)
+
+
+def test_rejects_bad_input() -> None:
+    with pytest.raises(ValueError):
+        agglomerative_cluster(np.zeros(5), threshold=0.3)
+    with pytest.raises(ValueError):
+        agglomerative_cluster(np.ones((3, 2)), threshold=0.3, max_speakers=0)
