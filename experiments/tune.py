@@ -174,8 +174,11 @@ def main(
     dev_set: Annotated[
         Path,
         typer.Option(
-            "--dev-set", "-d", help="Folder of <uri>.wav + <uri>.rttm (+ <uri>.uem) files.",
-            exists=True, file_okay=False,
+            "--dev-set",
+            "-d",
+            help="Folder of <uri>.wav + <uri>.rttm (+ <uri>.uem) files.",
+            exists=True,
+            file_okay=False,
         ),
     ],
     system: Annotated[str, typer.Option("--system", "-s", help="Diarization system to tune.")] = "baseline",
@@ -208,8 +211,13 @@ def main(
             f"{row['threshold']:9.3f}  {row['der']:6.3f}  {row['missed']:6.1f}  "
             f"{row['false_alarm']:6.1f}  {row['confusion']:6.1f}{mark}"
         )
-    result = {"system": system, "dev_set": str(dev_set), "collar": collar, "best_threshold": best,
-              "table": table}
+    result = {
+        "system": system,
+        "dev_set": str(dev_set),
+        "collar": collar,
+        "best_threshold": best,
+        "table": table,
+    }
     if output:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(result, indent=2))

@@ -153,7 +153,10 @@ def load_audio(
     validate_samples(samples, sr, min_duration=0.0, max_duration=max_duration)
     samples = resample(samples, sr, SAMPLE_RATE)
     validate_samples(
-        samples, SAMPLE_RATE, min_duration=min_duration, max_duration=max_duration,
+        samples,
+        SAMPLE_RATE,
+        min_duration=min_duration,
+        max_duration=max_duration,
         reject_silence=reject_silence,
     )
     return samples

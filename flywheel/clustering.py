@@ -93,8 +93,13 @@ def agglomerative_cluster(
         km = MiniBatchKMeans(n_clusters=max_points, random_state=seed, n_init=1, batch_size=4096)
         assignment = km.fit_predict(points)
         sub = agglomerative_cluster(
-            km.cluster_centers_, threshold, linkage=linkage, metric=metric,
-            max_speakers=max_speakers, min_speakers=min_speakers, max_points=max_points,
+            km.cluster_centers_,
+            threshold,
+            linkage=linkage,
+            metric=metric,
+            max_speakers=max_speakers,
+            min_speakers=min_speakers,
+            max_points=max_points,
         )
         labels = sub[assignment]
         if min_cluster_size > 1:

@@ -43,7 +43,9 @@ def _mel_to_hz(m: np.ndarray) -> np.ndarray:
 def mel_filterbank(cfg: FeatureConfig = FeatureConfig()) -> np.ndarray:
     """Triangular HTK-style mel filters, shape ``(n_mels, n_fft // 2 + 1)``, float32."""
     freqs = np.fft.rfftfreq(cfg.n_fft, 1.0 / SAMPLE_RATE)
-    edges = _mel_to_hz(np.linspace(_hz_to_mel(np.array(cfg.fmin)), _hz_to_mel(np.array(cfg.fmax)), cfg.n_mels + 2))
+    edges = _mel_to_hz(
+        np.linspace(_hz_to_mel(np.array(cfg.fmin)), _hz_to_mel(np.array(cfg.fmax)), cfg.n_mels + 2)
+    )
     lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     up = (freqs[None, :] - lower) / (centre - lower)
     down = (upper - freqs[None, :]) / (upper - centre)
@@ -62,7 +64,9 @@ def num_frames(num_samples: int, cfg: FeatureConfig = FeatureConfig()) -> int:
     return num_samples // cfg.hop
 
 
-def log_mel(waveform: np.ndarray, cfg: FeatureConfig = FeatureConfig(), block_frames: int = 6000) -> np.ndarray:
+def log_mel(
+    waveform: np.ndarray, cfg: FeatureConfig = FeatureConfig(), block_frames: int = 6000
+) -> np.ndarray:
     """Log-mel spectrogram, shape ``(n_mels, num_frames)``, float32.
 
     Long signals are processed ``block_frames`` at a time, so memory stays bounded by the output.

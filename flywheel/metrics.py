@@ -51,8 +51,11 @@ def der_breakdown(
     """Score one file: optimal speaker mapping, overlap scored, ``collar`` seconds forgiven."""
     metric = DiarizationErrorRate(collar=collar, skip_overlap=False)
     if uem is None:
-        extent = reference.get_timeline().extent() | hypothesis.get_timeline().extent() \
-            if len(hypothesis) else reference.get_timeline().extent()
+        extent = (
+            reference.get_timeline().extent() | hypothesis.get_timeline().extent()
+            if len(hypothesis)
+            else reference.get_timeline().extent()
+        )
         uem = Timeline([extent])
     c = metric.compute_components(reference, hypothesis, uem=uem)
     total = c["total"]

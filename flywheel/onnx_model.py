@@ -44,7 +44,9 @@ class ModelMetadata:
     @classmethod
     def from_json(cls, text: str) -> ModelMetadata:
         d = json.loads(text)
-        return cls(d["model_type"], d["chunk_s"], d["frame_s"], FeatureConfig(**d["features"]), d.get("extra", {}))
+        return cls(
+            d["model_type"], d["chunk_s"], d["frame_s"], FeatureConfig(**d["features"]), d.get("extra", {})
+        )
 
 
 def session_options(threads: int = 1, optimization: str = "all") -> ort.SessionOptions:
@@ -77,10 +79,14 @@ class OnnxSegmenter:
         )
         meta = self.session.get_modelmeta().custom_metadata_map
         if METADATA_KEY not in meta:
-            raise ValueError(f"{self.path} has no '{METADATA_KEY}' metadata: export it with `flywheel export-onnx`")
+            raise ValueError(
+                f"{self.path} has no '{METADATA_KEY}' metadata: export it with `flywheel export-onnx`"
+            )
         self.metadata = ModelMetadata.from_json(meta[METADATA_KEY])
         self.input_name = self.session.get_inputs()[0].name
 
     def __call__(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        logprobs, embeddings = self.session.run(None, {self.input_name: features.astype(np.float32, copy=False)})
+        logprobs, embeddings = self.session.run(
+            None, {self.input_name: features.astype(np.float32, copy=False)}
+        )
         return logprobs, embeddings

@@ -83,7 +83,9 @@ def to_annotation(
     for g in range(binary.shape[1]):
         col = np.concatenate([[False], binary[:, g].astype(bool), [False]])
         edges = np.flatnonzero(np.diff(col.astype(np.int8)))
-        turns = [[s * frame_s, min(e * frame_s, duration)] for s, e in zip(edges[::2], edges[1::2], strict=True)]
+        turns = [
+            [s * frame_s, min(e * frame_s, duration)] for s, e in zip(edges[::2], edges[1::2], strict=True)
+        ]
         merged: list[list[float]] = []
         for s, e in turns:
             if merged and s - merged[-1][1] < min_duration_off:

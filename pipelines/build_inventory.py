@@ -88,10 +88,9 @@ def pitch_suffix(cents: int) -> str:
     return f".{'p' if cents >= 0 else 'm'}{abs(cents)}c"
 
 
-def normalize_level(samples: np.ndarray, intervals: Intervals,
-                    sr: int = SAMPLE_RATE) -> np.ndarray:
+def normalize_level(samples: np.ndarray, intervals: Intervals, sr: int = SAMPLE_RATE) -> np.ndarray:
     """Scale so the speech RMS is :data:`TARGET_SPEECH_DBFS`, but the peak at most :data:`PEAK_LIMIT`."""
-    parts = [samples[round(s * sr):round(e * sr)] for s, e in intervals]
+    parts = [samples[round(s * sr) : round(e * sr)] for s, e in intervals]
     speech = np.concatenate(parts) if parts else samples
     rms = float(np.sqrt(np.mean(np.square(speech, dtype=np.float64)))) if speech.size else 0.0
     peak = float(np.max(np.abs(samples))) if samples.size else 0.0
@@ -118,13 +117,27 @@ def pitch_shift(samples: np.ndarray, cents: int, sr: int = SAMPLE_RATE) -> np.nd
     return np.frombuffer(out, dtype="<f4").astype(np.float32)
 
 
-def _write(out_dir: Path, source: str, speaker: str, utt_id: str, lang: str, samples: np.ndarray,
-           intervals: Intervals) -> Utterance:
+def _write(
+    out_dir: Path,
+    source: str,
+    speaker: str,
+    utt_id: str,
+    lang: str,
+    samples: np.ndarray,
+    intervals: Intervals,
+) -> Utterance:
     rel = Path("audio") / source / speaker_slug(speaker) / f"{utt_id}.flac"
     (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(out_dir / rel), samples, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
-    return Utterance(utt_id=utt_id, speaker=speaker, source=source, path=rel.as_posix(),
-                     duration=round(len(samples) / SAMPLE_RATE, 4), speech=intervals, lang=lang)
+    return Utterance(
+        utt_id=utt_id,
+        speaker=speaker,
+        source=source,
+        path=rel.as_posix(),
+        duration=round(len(samples) / SAMPLE_RATE, 4),
+        speech=intervals,
+        lang=lang,
+    )
 
 
 def _run_task(task: _Task) -> _TaskResult:
@@ -138,7 +151,8 @@ def _run_task(task: _Task) -> _TaskResult:
                 continue
             samples, intervals = prepared
             result.utterances.append(
-                _write(task.out_dir, task.source, raw.speaker, raw.utt_id, raw.lang, samples, intervals))
+                _write(task.out_dir, task.source, raw.speaker, raw.utt_id, raw.lang, samples, intervals)
+            )
             result.speakers.setdefault(raw.speaker, {"gender": raw.gender, "lang": raw.lang, "parent": ""})
             for cents in task.pitch_cents:
                 child = pseudo_speaker_id(raw.speaker, cents)
@@ -146,8 +160,11 @@ def _run_task(task: _Task) -> _TaskResult:
                 if shifted is None:
                     result.dropped += 1
                     continue
-                result.utterances.append(_write(task.out_dir, task.source, child,
-                                                raw.utt_id + pitch_suffix(cents), raw.lang, *shifted))
+                result.utterances.append(
+                    _write(
+                        task.out_dir, task.source, child, raw.utt_id + pitch_suffix(cents), raw.lang, *shifted
+                    )
+                )
                 result.speakers.setdefault(child, {"gender": "", "lang": raw.lang, "parent": raw.speaker})
     except (subprocess.SubprocessError, OSError, RuntimeError, ValueError) as err:
         result.errors.append(f"{task.source} shard {task.cfg.shard}: {type(err).__name__}: {err}")
@@ -159,15 +176,21 @@ def _prepare_out_dir(out_dir: Path) -> None:
     if out_dir.exists():
         entries = list(out_dir.iterdir())
         if entries and not any((out_dir / m).exists() for m in _MARKERS):
-            raise FileExistsError(f"{out_dir} is not empty and does not look like an inventory; "
-                                  "not deleting it")
+            raise FileExistsError(
+                f"{out_dir} is not empty and does not look like an inventory; not deleting it"
+            )
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
     (out_dir / ".building").touch()
 
 
-def _tasks(sources: Iterable[str], base: SourceConfig, out_dir: Path, pitch_cents: tuple[int, ...],
-           skip_missing: bool) -> Iterator[_Task]:
+def _tasks(
+    sources: Iterable[str],
+    base: SourceConfig,
+    out_dir: Path,
+    pitch_cents: tuple[int, ...],
+    skip_missing: bool,
+) -> Iterator[_Task]:
     """One task per speaker of every source (so the pool balances and the progress bar moves)."""
     for source in sources:
         try:
@@ -193,8 +216,17 @@ def _speaker_records(results: list[_TaskResult], utterances: list[Utterance]) ->
     for res in results:
         for spk, meta in res.speakers.items():
             info.setdefault(spk, meta)
-    return [Speaker(speaker=spk, source=sources[spk], split="train", gender=info[spk]["gender"],
-                    lang=info[spk]["lang"], parent=info[spk]["parent"]) for spk in sorted(sources)]
+    return [
+        Speaker(
+            speaker=spk,
+            source=sources[spk],
+            split="train",
+            gender=info[spk]["gender"],
+            lang=info[spk]["lang"],
+            parent=info[spk]["parent"],
+        )
+        for spk in sorted(sources)
+    ]
 
 
 def summarize(inventory: Inventory) -> dict[str, Any]:
@@ -289,12 +321,17 @@ def build_inventory(
         utt.split = splits[utt.speaker]
     inventory = Inventory(out_dir, utterances, speakers)
     inventory.save()
-    log.info("built %d utterances of %d speakers in %.1f s", len(utterances), len(speakers),
-             time.perf_counter() - started)
+    log.info(
+        "built %d utterances of %d speakers in %.1f s",
+        len(utterances),
+        len(speakers),
+        time.perf_counter() - started,
+    )
     (out_dir / "splits.json").write_text(json.dumps(dict(sorted(splits.items())), indent=1) + "\n")
     summary = summarize(inventory)
-    summary.update(profile=profile, seed=seed, errors=errors,
-                   dropped_utterances=sum(r.dropped for r in results))
+    summary.update(
+        profile=profile, seed=seed, errors=errors, dropped_utterances=sum(r.dropped for r in results)
+    )
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     (out_dir / ".building").unlink()
     return inventory
@@ -332,26 +369,37 @@ app = typer.Typer(add_completion=False, help="Build the speaker inventory of one
 @app.command()
 def main(
     profile: str = typer.Option(
-        "smoke", "--profile", "-p", help="Data profile of params.yaml (profiles.<name>): smoke or full."),
+        "smoke", "--profile", "-p", help="Data profile of params.yaml (profiles.<name>): smoke or full."
+    ),
     out_dir: Path | None = typer.Option(
-        None, "--out-dir", "-o", help="Output folder (deleted, rebuilt); default data/inventory/<profile>."),
+        None, "--out-dir", "-o", help="Output folder (deleted, rebuilt); default data/inventory/<profile>."
+    ),
     workers: int = typer.Option(2, "--workers", "-w", min=1, help="Worker processes (1 = no pool)."),
-    params_file: Path | None = typer.Option(None, "--params",
-                                            help="params.yaml to read (default: the project's)."),
-    skip_missing_sources: bool = typer.Option(False, "--skip-missing-sources",
-                                              help="Warn and skip sources whose package is not installed."),
+    params_file: Path | None = typer.Option(
+        None, "--params", help="params.yaml to read (default: the project's)."
+    ),
+    skip_missing_sources: bool = typer.Option(
+        False, "--skip-missing-sources", help="Warn and skip sources whose package is not installed."
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Build the inventory, then print speakers/utterances/hours per source and split."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     out = out_dir or get_settings().data_dir / "inventory" / profile
     started = time.perf_counter()
-    inventory = build_inventory(profile, out, params=load_params(params_file), workers=workers,
-                                skip_missing_sources=skip_missing_sources, progress=progress)
+    inventory = build_inventory(
+        profile,
+        out,
+        params=load_params(params_file),
+        workers=workers,
+        skip_missing_sources=skip_missing_sources,
+        progress=progress,
+    )
     summary = json.loads((inventory.root / "summary.json").read_text())
     typer.echo(format_summary(summary))
-    typer.echo(f"dropped (too little speech): {summary['dropped_utterances']}; "
-               f"errors: {len(summary['errors'])}")
+    typer.echo(
+        f"dropped (too little speech): {summary['dropped_utterances']}; errors: {len(summary['errors'])}"
+    )
     typer.echo(f"wrote {inventory.root} in {time.perf_counter() - started:.1f} s")
 
 

@@ -46,9 +46,13 @@ class SimulationConfig:
     bandlimit_prob: float = 0.2
 
     @classmethod
-    def from_params(cls, sim: dict[str, Any], duration_s: tuple[float, float] | None = None) -> SimulationConfig:
+    def from_params(
+        cls, sim: dict[str, Any], duration_s: tuple[float, float] | None = None
+    ) -> SimulationConfig:
         """Build from the ``simulation`` section of params.yaml (lists become tuples)."""
-        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in sim.items() if k in cls.__dataclass_fields__}
+        kwargs = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in sim.items() if k in cls.__dataclass_fields__
+        }
         if duration_s is not None:
             kwargs["duration_s"] = tuple(duration_s)
         return cls(**kwargs)

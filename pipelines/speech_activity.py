@@ -21,8 +21,9 @@ ENERGY_FLOOR_DB = -120.0  # digital silence is clamped here
 Interval = tuple[float, float]
 
 
-def frame_energy_db(samples: np.ndarray, sr: int = SAMPLE_RATE, frame_s: float = FRAME_S,
-                    hop_s: float = HOP_S) -> np.ndarray:
+def frame_energy_db(
+    samples: np.ndarray, sr: int = SAMPLE_RATE, frame_s: float = FRAME_S, hop_s: float = HOP_S
+) -> np.ndarray:
     """Mean-square energy (dB re full scale) of every ``frame_s`` frame taken each ``hop_s``."""
     win, hop = max(1, round(frame_s * sr)), max(1, round(hop_s * sr))
     x = np.asarray(samples, dtype=np.float64)
@@ -33,9 +34,15 @@ def frame_energy_db(samples: np.ndarray, sr: int = SAMPLE_RATE, frame_s: float =
     return np.maximum(10.0 * np.log10(power + 1e-20), ENERGY_FLOOR_DB)
 
 
-def speech_threshold_db(energy_db: np.ndarray, *, peak_percentile: float = 99.0,
-                        floor_percentile: float = 5.0, rel_peak_db: float = 40.0,
-                        floor_margin_db: float = 9.0, max_floor_rel_db: float = 20.0) -> float:
+def speech_threshold_db(
+    energy_db: np.ndarray,
+    *,
+    peak_percentile: float = 99.0,
+    floor_percentile: float = 5.0,
+    rel_peak_db: float = 40.0,
+    floor_margin_db: float = 9.0,
+    max_floor_rel_db: float = 20.0,
+) -> float:
     """Energy threshold relative to the utterance's peak level and its noise floor.
 
     ``max(peak - rel_peak_db, min(floor + floor_margin_db, peak - max_floor_rel_db))``: the floor
@@ -101,16 +108,19 @@ def speech_intervals(
     hop = round(hop_s * sr) / sr
     centre = round(frame_s * sr) / sr / 2
     # a run of active frames a..b covers the hops around their centres
-    raw = [(max(0.0, a * hop + centre - hop / 2), min(duration, b * hop + centre + hop / 2))
-           for a, b in _runs(energy > threshold)]
+    raw = [
+        (max(0.0, a * hop + centre - hop / 2), min(duration, b * hop + centre + hop / 2))
+        for a, b in _runs(energy > threshold)
+    ]
     merged = merge_intervals(raw, max_gap=min_gap_s)
     kept = [(s, e) for s, e in merged if e - s >= min_island_s]
     padded = [(max(0.0, s - pad_s), min(duration, e + pad_s)) for s, e in kept]
     return [(round(s, 3), round(e, 3)) for s, e in merge_intervals(padded)]
 
 
-def trim_silence(samples: np.ndarray, intervals: list[Interval], sr: int = SAMPLE_RATE,
-                 max_edge_s: float = 0.1) -> tuple[np.ndarray, list[Interval]]:
+def trim_silence(
+    samples: np.ndarray, intervals: list[Interval], sr: int = SAMPLE_RATE, max_edge_s: float = 0.1
+) -> tuple[np.ndarray, list[Interval]]:
     """Cut leading/trailing silence to at most ``max_edge_s``; intervals are shifted to match.
 
     Returns the samples unchanged when ``intervals`` is empty.
@@ -123,8 +133,9 @@ def trim_silence(samples: np.ndarray, intervals: list[Interval], sr: int = SAMPL
     first, last = round(start * sr), round(end * sr)
     offset = first / sr
     new_duration = (last - first) / sr
-    shifted = [(round(max(0.0, s - offset), 3), round(min(new_duration, e - offset), 3))
-               for s, e in intervals]
+    shifted = [
+        (round(max(0.0, s - offset), 3), round(min(new_duration, e - offset), 3)) for s, e in intervals
+    ]
     return samples[first:last], shifted
 
 

@@ -59,8 +59,10 @@ def split_sizes(n: int, fractions: Mapping[str, float]) -> dict[str, int]:
     """How many of ``n`` units go to each eval split (and train) for one namespace."""
     if n < MIN_SPEAKERS_TO_SPLIT:
         return {"train": n, "dev": 0, "test": 0}
-    sizes = {s: max(1, round(n * float(fractions.get(s, 0.0)))) if fractions.get(s, 0.0) > 0 else 0
-             for s in EVAL_SPLITS}
+    sizes = {
+        s: max(1, round(n * float(fractions.get(s, 0.0)))) if fractions.get(s, 0.0) > 0 else 0
+        for s in EVAL_SPLITS
+    }
     while sum(sizes.values()) > n - 1:  # keep at least one unit for training
         largest = max(EVAL_SPLITS, key=lambda s: sizes[s])
         sizes[largest] -= 1
@@ -103,7 +105,7 @@ def assign_splits(
         sizes = split_sizes(len(ordered), fractions)
         pos = 0
         for split in (*EVAL_SPLITS, "train"):
-            for root in ordered[pos:pos + sizes[split]]:
+            for root in ordered[pos : pos + sizes[split]]:
                 unit_split[root] = split
             pos += sizes[split]
     return {sid: unit_split[roots[sid]] for sid in ids}

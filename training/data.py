@@ -91,11 +91,11 @@ class ConversationChunks(IterableDataset):
         self.coverage = coverage  # expected number of chunks covering each second
         self.shuffle_buffer = shuffle_buffer
         self.speaker_index = {s: i for i, s in enumerate(sorted(inventory.by_speaker(split)))}
-        self.epoch = 0
+        self.epoch = 0  # epoch of the next iteration; advanced by each pass, also in persistent workers
         self._audio: AudioCache | None = None
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the conversations of ``epoch`` (call before iterating)."""
+        """Start the next pass at ``epoch`` (call before the DataLoader is created, e.g. on resume)."""
         self.epoch = epoch
 
     def _conversation_indices(self) -> range:
@@ -121,9 +121,12 @@ class ConversationChunks(IterableDataset):
             yield log_mel(audio, self.features), labels, ids
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        rng = np.random.default_rng((self.seed, self.epoch, (get_worker_info() or type("", (), {"id": 0})).id))
+        info = get_worker_info()
+        rng = np.random.default_rng((self.seed, self.epoch, info.id if info else 0))
+        indices = self._conversation_indices()
+        self.epoch += 1
         buffer: list[tuple[np.ndarray, ...]] = []
-        for index in self._conversation_indices():
+        for index in indices:
             for item in self._chunks_of(index, rng):
                 buffer.append(item)
                 if len(buffer) >= self.shuffle_buffer:

@@ -68,9 +68,15 @@ def export_onnx(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                model, (example,), str(raw), input_names=["features"], output_names=["logprobs", "embeddings"],
+                model,
+                (example,),
+                str(raw),
+                input_names=["features"],
+                output_names=["logprobs", "embeddings"],
                 dynamic_shapes=({0: torch.export.Dim("batch"), 2: torch.export.Dim("frames")},),
-                dynamo=True, verbose=False, external_data=False,
+                dynamo=True,
+                verbose=False,
+                external_data=False,
             )
         current = raw
         if optimization != "disabled":
@@ -83,12 +89,23 @@ def export_onnx(
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             q = Path(tmp) / "int8.onnx"
-            quantize_dynamic(str(current), str(q), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
+            quantize_dynamic(
+                str(current), str(q), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"]
+            )
             current = q
         proto = onnx.load(str(current))
-        meta = ModelMetadata(ckpt["model_type"], chunk["chunk_s"], chunk["frame_s"], feats_cfg,
-                             extra={"dev_der": ckpt.get("dev_der"), "threshold": ckpt.get("threshold"),
-                                    "optimization": optimization, "quantize": quantize or "none"})
+        meta = ModelMetadata(
+            ckpt["model_type"],
+            chunk["chunk_s"],
+            chunk["frame_s"],
+            feats_cfg,
+            extra={
+                "dev_der": ckpt.get("dev_der"),
+                "threshold": ckpt.get("threshold"),
+                "optimization": optimization,
+                "quantize": quantize or "none",
+            },
+        )
         del proto.metadata_props[:]
         entry = proto.metadata_props.add()
         entry.key, entry.value = METADATA_KEY, meta.to_json()
@@ -96,8 +113,14 @@ def export_onnx(
 
     tolerance = tolerance if tolerance is not None else DEFAULT_TOLERANCE["int8" if quantize else "fp32"]
     diff = parity(model, out_path, feats_cfg.n_mels, frames)
-    report = {"onnx": str(out_path), "bytes": out_path.stat().st_size, "max_abs_diff": diff,
-              "tolerance": tolerance, "optimization": optimization, "quantize": quantize or "none"}
+    report = {
+        "onnx": str(out_path),
+        "bytes": out_path.stat().st_size,
+        "max_abs_diff": diff,
+        "tolerance": tolerance,
+        "optimization": optimization,
+        "quantize": quantize or "none",
+    }
     if diff > tolerance:
         raise ParityError(f"ONNX/PyTorch parity failed: max abs diff {diff:.3g} > tolerance {tolerance:g}")
     return report

@@ -58,7 +58,9 @@ class TrainConfig:
         params = params or load_params()
         recipes = params["train"][model_type]
         if name not in recipes:
-            raise KeyError(f"unknown training config {name!r} for {model_type}; choose one of {sorted(recipes)}")
+            raise KeyError(
+                f"unknown training config {name!r} for {model_type}; choose one of {sorted(recipes)}"
+            )
         return cls(**recipes[name])
 
 
@@ -75,7 +77,11 @@ class TorchBackend:
 
 
 def dev_der(
-    model: torch.nn.Module, dev_dir: Path, chunk: ChunkConfig, thresholds: list[float], limit: int | None = None
+    model: torch.nn.Module,
+    dev_dir: Path,
+    chunk: ChunkConfig,
+    thresholds: list[float],
+    limit: int | None = None,
 ) -> tuple[float, float]:
     """Best dev DER (collar 0, overlap scored) over ``thresholds``; returns ``(der, threshold)``."""
     model.eval()
@@ -84,7 +90,9 @@ def dev_der(
     prepared = [(item, diarizer.prepare(load_audio(item.audio_path))) for item in items]
     best = (math.inf, thresholds[0])
     for th in thresholds:
-        scores = [der_breakdown(it.reference, diarizer.cluster(loc, th, it.uri), it.uem) for it, loc in prepared]
+        scores = [
+            der_breakdown(it.reference, diarizer.cluster(loc, th, it.uri), it.uem) for it, loc in prepared
+        ]
         best = min(best, (aggregate(scores).der, th))
     model.train()
     return best
@@ -117,14 +125,19 @@ def train(
     profile = params["profiles"][cfg.data_profile]
     inventory = Inventory.load(data_dir / "inventory" / cfg.data_profile)
     dev_dir = data_dir / "conversations" / cfg.data_profile / "dev"
-    sim = SimulationConfig.from_params(params["simulation"], duration_s=profile["conversations"]["duration_s"])
+    sim = SimulationConfig.from_params(
+        params["simulation"], duration_s=profile["conversations"]["duration_s"]
+    )
     chunk = ChunkConfig(**params["models"][model_type]["chunk"])
     hours = cfg.train_hours or profile["train_hours"]
     dataset = ConversationChunks(
-        inventory, sim, chunk, conversations_for_hours(hours, sim.duration_s), params["seed"], coverage=cfg.coverage
+        inventory,
+        sim,
+        chunk,
+        conversations_for_hours(hours, sim.duration_s),
+        params["seed"],
+        coverage=cfg.coverage,
     )
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, num_workers=cfg.workers,
-                        persistent_workers=False, prefetch_factor=4 if cfg.workers else None)
 
     model = build_model(model_type, params)
     speaker_head = AAMSoftmax(model.cfg.embedding_dim, len(dataset.speaker_index))
@@ -136,8 +149,14 @@ def train(
         est_steps = min(est_steps, cfg.max_steps_per_epoch)
     total_steps = est_steps * cfg.epochs
 
-    state: dict[str, Any] = {"epoch": 0, "step": 0, "best_der": math.inf, "best_threshold": None,
-                             "history": [], "stale": 0}
+    state: dict[str, Any] = {
+        "epoch": 0,
+        "step": 0,
+        "best_der": math.inf,
+        "best_threshold": None,
+        "history": [],
+        "stale": 0,
+    }
     last = out / "last.pt"
     if resume and last.exists():
         ckpt = torch.load(last, map_location="cpu", weights_only=False)
@@ -147,11 +166,19 @@ def train(
         state = ckpt["state"]
         print(f"resumed from {last}: epoch {state['epoch']}, best dev DER {state['best_der']:.4f}")
 
+    # persistent workers keep their audio cache; each pass over the loader advances their epoch
+    dataset.set_epoch(state["epoch"])
+    loader = DataLoader(
+        dataset,
+        batch_size=cfg.batch_size,
+        num_workers=cfg.workers,
+        persistent_workers=cfg.workers > 0,
+        prefetch_factor=4 if cfg.workers else None,
+    )
     started = time.perf_counter()
     model.train()
     while state["epoch"] < cfg.epochs and state["stale"] < cfg.patience:
         epoch = state["epoch"]
-        dataset.set_epoch(epoch)
         losses = []
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", total=est_steps)
         for i, (feats, labels, speaker_ids) in enumerate(bar):
@@ -172,24 +199,54 @@ def train(
                 bar.set_postfix(seg=f"{seg_m:.3f}", spk=f"{spk_m:.3f}")
         der, threshold = dev_der(model, dev_dir, chunk, cfg.dev_thresholds, cfg.dev_files)
         seg_m, spk_m = np.mean(losses, axis=0) if losses else (math.nan, math.nan)
-        record = {"epoch": epoch + 1, "step": state["step"], "seg_loss": float(seg_m), "spk_loss": float(spk_m),
-                  "dev_der": der, "dev_threshold": threshold, "elapsed_s": time.perf_counter() - started}
+        record = {
+            "epoch": epoch + 1,
+            "step": state["step"],
+            "seg_loss": float(seg_m),
+            "spk_loss": float(spk_m),
+            "dev_der": der,
+            "dev_threshold": threshold,
+            "elapsed_s": time.perf_counter() - started,
+        }
         state["history"].append(record)
         print(json.dumps(record))
         state["epoch"] = epoch + 1
         if der < state["best_der"]:
             state.update(best_der=der, best_threshold=threshold, stale=0)
-            torch.save({"model": model.state_dict(), "model_type": model_type, "config": model.cfg.as_dict(),
-                        "chunk": chunk.__dict__, "dev_der": der, "threshold": threshold, "epoch": epoch + 1},
-                       out / "best.pt")
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "model_type": model_type,
+                    "config": model.cfg.as_dict(),
+                    "chunk": chunk.__dict__,
+                    "dev_der": der,
+                    "threshold": threshold,
+                    "epoch": epoch + 1,
+                },
+                out / "best.pt",
+            )
         else:
             state["stale"] += 1
-        torch.save({"model": model.state_dict(), "speaker_head": speaker_head.state_dict(),
-                    "optimizer": optimizer.state_dict(), "state": state}, last)
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "speaker_head": speaker_head.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "state": state,
+            },
+            last,
+        )
 
-    summary = {"model_type": model_type, "config": config_name, "best_dev_der": state["best_der"],
-               "best_threshold": state["best_threshold"], "epochs": state["epoch"], "steps": state["step"],
-               "history": state["history"], "checkpoint": str(out / "best.pt")}
+    summary = {
+        "model_type": model_type,
+        "config": config_name,
+        "best_dev_der": state["best_der"],
+        "best_threshold": state["best_threshold"],
+        "epochs": state["epoch"],
+        "steps": state["step"],
+        "history": state["history"],
+        "checkpoint": str(out / "best.pt"),
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 

@@ -163,8 +163,12 @@ class NeuralDiarizer:
         scores, count = aggregate(local.activity, assignment, local.chunk_frames, local.num_frames, k)
         binary = binarize(scores, count)
         return to_annotation(
-            binary, self.frame_s, local.duration, uri,
-            min_duration_on=self.params.min_duration_on, min_duration_off=self.params.min_duration_off,
+            binary,
+            self.frame_s,
+            local.duration,
+            uri,
+            min_duration_on=self.params.min_duration_on,
+            min_duration_off=self.params.min_duration_off,
         )
 
     def diarize(self, waveform: np.ndarray, uri: str = "audio") -> Annotation:

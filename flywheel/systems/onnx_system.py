@@ -28,15 +28,17 @@ class OnnxSystem(NeuralDiarizer):
             path = REPO_ROOT / path
         segmenter = OnnxSegmenter(path, threads=threads)
         meta = segmenter.metadata
-        super().__init__(segmenter, meta.chunk_s, meta.frame_s, NeuralParams.from_dict(config), meta.features, name)
+        super().__init__(
+            segmenter, meta.chunk_s, meta.frame_s, NeuralParams.from_dict(config), meta.features, name
+        )
         self.model_path = path
 
 
-def FastCNNSystem(**options: Any) -> OnnxSystem:  # noqa: N802 - factory named like the class it builds
+def FastCNNSystem(**options: Any) -> OnnxSystem:
     """The speed arm."""
     return OnnxSystem("fast-cnn", **options)
 
 
-def DistilHubertSystem(**options: Any) -> OnnxSystem:  # noqa: N802
+def DistilHubertSystem(**options: Any) -> OnnxSystem:
     """The accuracy arm."""
     return OnnxSystem("distilhubert", **options)

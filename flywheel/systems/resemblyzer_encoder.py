@@ -66,7 +66,10 @@ def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
 
 
 def mel_filterbank(
-    sr: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = N_MELS, fmin: float = 0.0,
+    sr: int = SAMPLE_RATE,
+    n_fft: int = N_FFT,
+    n_mels: int = N_MELS,
+    fmin: float = 0.0,
     fmax: float | None = None,
 ) -> np.ndarray:
     """Same as ``librosa.filters.mel(sr, n_fft, n_mels, norm="slaney")``: ``(n_mels, 1 + n_fft // 2)``."""
@@ -184,9 +187,7 @@ class ResemblyzerEncoder:
         if not len(windows):
             return out
         starts = np.array([round(s * SAMPLE_RATE / HOP) for s, _ in windows], dtype=np.int64)
-        lengths = np.array(
-            [max(1, round((e - s) * SAMPLE_RATE / HOP)) for s, e in windows], dtype=np.int64
-        )
+        lengths = np.array([max(1, round((e - s) * SAMPLE_RATE / HOP)) for s, e in windows], dtype=np.int64)
         for n_frames in np.unique(lengths):
             idx = np.flatnonzero(lengths == n_frames)
             for b in range(0, idx.size, self.batch_size):

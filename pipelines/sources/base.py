@@ -124,8 +124,13 @@ def require_binary(name: str) -> None:
 def run_to_wav(cmd: list[str], wav: Path, timeout: float = 120.0, stdin: str | None = None) -> np.ndarray:
     """Run a TTS command that writes ``wav`` and return its audio as 16 kHz mono float32."""
     subprocess.run(
-        cmd, input=stdin, text=True, check=True, timeout=timeout,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cmd,
+        input=stdin,
+        text=True,
+        check=True,
+        timeout=timeout,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     samples = load_audio(wav, min_duration=0.0)
     wav.unlink(missing_ok=True)

@@ -48,12 +48,19 @@ def _synthesize(voice: str, items: list[tuple[str, float, Path]], timeout: float
     lines = [f"(voice_{voice})"]
     for text, stretch, wav in items:
         lines.append(f"(Parameter.set 'Duration_Stretch {stretch})")
-        lines.append(f"(utt.save.wave (utt.synth (Utterance Text {_scheme_string(text)})) "
-                     f"{_scheme_string(str(wav))} 'riff)")
+        lines.append(
+            f"(utt.save.wave (utt.synth (Utterance Text {_scheme_string(text)})) "
+            f"{_scheme_string(str(wav))} 'riff)"
+        )
     script = wav.parent / f"{voice}.scm"
     script.write_text("\n".join(lines) + "\n")
-    subprocess.run(["festival", "--batch", str(script)], check=True, timeout=timeout,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    subprocess.run(
+        ["festival", "--batch", str(script)],
+        check=True,
+        timeout=timeout,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def list_speakers(cfg: SourceConfig) -> list[str]:

@@ -60,8 +60,17 @@ def iter_utterances(cfg: SourceConfig) -> Iterator[RawUtterance]:
                 text = utterance_text(rng)
                 stretch = round(rng.uniform(*STRETCH_RANGE), 3)
                 wav = Path(tmp) / f"{name}-{i}.wav"
-                cmd = ["flite", "-voice", voice, "--setf", f"duration_stretch={stretch}",
-                       "-t", text, "-o", str(wav)]
+                cmd = [
+                    "flite",
+                    "-voice",
+                    voice,
+                    "--setf",
+                    f"duration_stretch={stretch}",
+                    "-t",
+                    text,
+                    "-o",
+                    str(wav),
+                ]
                 yield RawUtterance(
                     speaker=speaker,
                     utt_id=f"{SOURCE}-{name}-{i:04d}",

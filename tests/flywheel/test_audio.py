@@ -33,7 +33,9 @@ def tone(seconds: float, sr: int, channels: int = 1) -> np.ndarray:
     return np.stack([x] * channels, axis=1) if channels > 1 else x
 
 
-@pytest.mark.parametrize("fmt,subtype", [("WAV", "PCM_16"), ("FLAC", "PCM_16"), ("OGG", "VORBIS"), ("WAV", "FLOAT")])
+@pytest.mark.parametrize(
+    "fmt,subtype", [("WAV", "PCM_16"), ("FLAC", "PCM_16"), ("OGG", "VORBIS"), ("WAV", "FLOAT")]
+)
 @pytest.mark.parametrize("sr", [8000, 16000, 22050, 44100, 48000])
 def test_formats_and_rates_decode_to_16k_mono(fmt: str, subtype: str, sr: int) -> None:
     out = load_audio(encode(tone(1.0, sr), sr, fmt, subtype))

@@ -37,7 +37,9 @@ def test_one_speaker_hypothesis_counts_confusion_and_missed_overlap() -> None:
 
 def test_collar_forgives_boundaries() -> None:
     shifted = annotation_from_turns([(0.1, 4.1, "A"), (3.1, 6.1, "B"), (7.1, 9.1, "A")], uri="f")
-    assert der_breakdown(REF, shifted, UEM, collar=0.25).der < der_breakdown(REF, shifted, UEM, collar=0.0).der
+    assert (
+        der_breakdown(REF, shifted, UEM, collar=0.25).der < der_breakdown(REF, shifted, UEM, collar=0.0).der
+    )
 
 
 def test_aggregate_sums_components() -> None:

@@ -86,8 +86,9 @@ def test_rebuild_is_deterministic_and_fresh(smoke: Inventory, tmp_path: Path) ->
     (out / "audio" / "stale.flac").write_bytes(b"x")
     again = build_inventory("smoke", out, workers=1, progress=False, skip_missing_sources=True)
     assert not (out / "audio" / "stale.flac").exists()
-    assert [(u.utt_id, u.speech, u.split) for u in again.utterances] == \
-        [(u.utt_id, u.speech, u.split) for u in smoke.utterances]
+    assert [(u.utt_id, u.speech, u.split) for u in again.utterances] == [
+        (u.utt_id, u.speech, u.split) for u in smoke.utterances
+    ]
 
 
 def test_refuses_to_delete_a_foreign_folder(tmp_path: Path) -> None:
@@ -101,8 +102,11 @@ def test_refuses_to_delete_a_foreign_folder(tmp_path: Path) -> None:
 def test_pitch_shifted_pseudo_speakers(tmp_path: Path) -> None:
     params = copy.deepcopy(load_params())
     params["profiles"]["smoke"]["inventory"].update(
-        sources=["espeak"], max_speakers_per_source=3, utterances_per_tts_speaker=2,
-        pitch_shift_cents=[-500, 500])
+        sources=["espeak"],
+        max_speakers_per_source=3,
+        utterances_per_tts_speaker=2,
+        pitch_shift_cents=[-500, 500],
+    )
     inv = build_inventory("smoke", tmp_path / "inv", params=params, workers=1, progress=False)
     parents = [s for s in inv.speakers.values() if not s.parent]
     children = [s for s in inv.speakers.values() if s.parent]
@@ -132,7 +136,18 @@ def test_cli(tmp_path: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0 and "--profile" in result.output
-    result = runner.invoke(app, ["--profile", "smoke", "--out-dir", str(tmp_path / "cli"), "--workers", "1",
-                                 "--no-progress", "--skip-missing-sources"])
+    result = runner.invoke(
+        app,
+        [
+            "--profile",
+            "smoke",
+            "--out-dir",
+            str(tmp_path / "cli"),
+            "--workers",
+            "1",
+            "--no-progress",
+            "--skip-missing-sources",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "all" in result.output and (tmp_path / "cli" / "utterances.jsonl").exists()

@@ -78,4 +78,6 @@ def test_dev_and_test_sets_use_only_their_speakers(smoke_data: Path, inventory: 
         for spk in manifest["splits"][split]["speakers"]:
             assert inventory.speakers[spk].split == split
         for item in iter_test_set(smoke_data / "conversations" / "smoke" / split):
-            assert len(load_audio(item.audio_path)) / SAMPLE_RATE == pytest.approx(item.uem.extent().end, abs=0.01)
+            assert len(load_audio(item.audio_path)) / SAMPLE_RATE == pytest.approx(
+                item.uem.extent().end, abs=0.01
+            )

@@ -50,8 +50,13 @@ def unavailable_reason(source: str, cfg: SourceConfig) -> str | None:
 
 @pytest.fixture
 def cfg(tmp_path: Path) -> SourceConfig:
-    return SourceConfig(max_speakers=1, utterances_per_tts_speaker=2, max_utterances_per_real_speaker=2,
-                        seed=1234, work_dir=tmp_path)
+    return SourceConfig(
+        max_speakers=1,
+        utterances_per_tts_speaker=2,
+        max_utterances_per_real_speaker=2,
+        seed=1234,
+        work_dir=tmp_path,
+    )
 
 
 @pytest.mark.parametrize("source", sorted(SOURCES))
@@ -105,8 +110,9 @@ def test_select_speakers_is_deterministic_and_shards_partition() -> None:
     random.Random(1).shuffle(shuffled)
     assert chosen == select_speakers(shuffled, cfg, "x") == sorted(chosen)
     assert len(chosen) == 12
-    shards = [select_speakers(names, SourceConfig(max_speakers=12, seed=3, shard=(i, 5)), "x")
-              for i in range(5)]
+    shards = [
+        select_speakers(names, SourceConfig(max_speakers=12, seed=3, shard=(i, 5)), "x") for i in range(5)
+    ]
     assert sorted(s for shard in shards for s in shard) == chosen
     assert select_speakers(names, SourceConfig(max_speakers=None), "x") == sorted(names)
 

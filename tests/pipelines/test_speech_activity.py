@@ -24,14 +24,15 @@ def voiced(duration: float, rng: np.random.Generator, f0: float = 140.0) -> np.n
     return (0.1 * sig * env).astype(np.float32)
 
 
-def render(segments: list[tuple[float, float]], total: float, noise_db: float | None = -70.0,
-           seed: int = 0) -> np.ndarray:
+def render(
+    segments: list[tuple[float, float]], total: float, noise_db: float | None = -70.0, seed: int = 0
+) -> np.ndarray:
     """Speech bursts at ``segments`` (seconds) over optional white noise of ``noise_db`` dBFS."""
     rng = np.random.default_rng(seed)
     x = np.zeros(int(total * SR), dtype=np.float32)
     for s, e in segments:
         burst = voiced(e - s, rng, f0=rng.uniform(100, 220))
-        x[int(s * SR):int(s * SR) + len(burst)] += burst
+        x[int(s * SR) : int(s * SR) + len(burst)] += burst
     if noise_db is not None:
         x += (10 ** (noise_db / 20) * rng.standard_normal(len(x))).astype(np.float32)
     return x
@@ -58,7 +59,7 @@ def test_short_gaps_are_bridged_long_gaps_split() -> None:
 def test_short_islands_are_dropped() -> None:
     x = render([(0.5, 1.5)], 3.0)
     click = render([(0.0, 0.02)], 0.02, noise_db=None, seed=3)
-    x[int(2.5 * SR):int(2.5 * SR) + len(click)] += click
+    x[int(2.5 * SR) : int(2.5 * SR) + len(click)] += click
     got = speech_intervals(x)
     assert len(got) == 1 and got[0][1] < 1.6
 

@@ -65,13 +65,16 @@ def test_sizes_per_namespace() -> None:
     assert per_ns["fillets-nl"] == Counter(train=2)  # fewer than 3 speakers: all train
 
 
-@pytest.mark.parametrize(("n", "expected"), [
-    (0, {"train": 0, "dev": 0, "test": 0}),
-    (2, {"train": 2, "dev": 0, "test": 0}),
-    (3, {"train": 1, "dev": 1, "test": 1}),
-    (10, {"train": 8, "dev": 1, "test": 1}),
-    (251, {"train": 201, "dev": 25, "test": 25}),
-])
+@pytest.mark.parametrize(
+    ("n", "expected"),
+    [
+        (0, {"train": 0, "dev": 0, "test": 0}),
+        (2, {"train": 2, "dev": 0, "test": 0}),
+        (3, {"train": 1, "dev": 1, "test": 1}),
+        (10, {"train": 8, "dev": 1, "test": 1}),
+        (251, {"train": 201, "dev": 25, "test": 25}),
+    ],
+)
 def test_split_sizes(n: int, expected: dict[str, int]) -> None:
     assert split_sizes(n, {"dev": 0.1, "test": 0.1}) == expected
 

@@ -25,7 +25,9 @@ def trained(smoke_data: Path, params: dict, tmp_path_factory) -> Path:
 def test_checkpoint_resumes(trained: Path, smoke_data: Path, params: dict) -> None:
     from training.train import train
 
-    summary = train("fast-cnn", "smoke", out_dir=trained.parent, resume=True, params=params, data_dir=smoke_data)
+    summary = train(
+        "fast-cnn", "smoke", out_dir=trained.parent, resume=True, params=params, data_dir=smoke_data
+    )
     assert summary["steps"] > 0 and summary["epochs"] == 1  # already done: nothing retrained
 
 

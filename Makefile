@@ -1,0 +1,35 @@
+# One-machine commands (loopback only). `make help` lists them.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(abspath $(BIN)):$(PATH)
+PROFILE ?= smoke
+
+.PHONY: help setup test lint data data-smoke data-full train-fast-cnn benchmark clean
+
+help:  ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
+
+setup:  ## Debian packages + .venv with the project (idempotent)
+	bash scripts/setup.sh
+
+test: setup  ## set up, then lint and run the whole test suite (what CI runs)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+lint:  ## ruff
+	$(BIN)/ruff check .
+
+data-smoke: setup  ## build the smoke data (seconds) through DVC
+	$(BIN)/dvc repro inventory@smoke conversations@smoke ami
+
+data-full: setup  ## build the full data (inventory, dev/test conversations) through DVC
+	$(BIN)/dvc repro inventory@full conversations@full ami
+
+data: data-smoke data-full  ## both profiles
+
+train-fast-cnn: setup  ## train the Fast CNN release recipe (resumes from checkpoints/)
+	$(BIN)/flywheel train --model fast-cnn --config full
+
+clean:  ## remove generated reports and caches (keeps data/ and checkpoints/)
+	rm -rf reports .pytest_cache .ruff_cache

@@ -1,0 +1,219 @@
+"""``flywheel``: the one command-line entry point (typer; ``--help`` on every command).
+
+Imports are lazy inside each command so ``flywheel --help`` is instant and the serving path never
+pulls in training dependencies.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import typer
+
+from flywheel.config import REPO_ROOT
+
+app = typer.Typer(
+    help="Speaker diarization that gets better from its own traffic: data, training, evaluation, serving.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+data_app = typer.Typer(
+    help="Build the speech data: inventory, simulated conversations, ami-debug.", no_args_is_help=True
+)
+app.add_typer(data_app, name="data")
+
+PROFILE = typer.Option("smoke", "--profile", "-p", help="Data profile from params.yaml: smoke or full.")
+
+
+def _data_dir() -> Path:
+    from flywheel.config import get_settings
+
+    return get_settings().data_dir
+
+
+@data_app.command("install-packages")
+def data_install_packages() -> None:
+    """Install the Debian packages the data pipeline needs (TTS voices, sox, real recordings)."""
+    raise typer.Exit(subprocess.call(["bash", str(REPO_ROOT / "pipelines" / "install_packages.sh")]))
+
+
+@data_app.command("inventory")
+def data_inventory(
+    profile: str = PROFILE,
+    out_dir: Path = typer.Option(None, help="Output directory [default: data/inventory/<profile>]."),
+    workers: int = typer.Option(2, help="Parallel worker processes."),
+) -> None:
+    """Build the speaker inventory (utterances, tight speech intervals, speaker split)."""
+    from pipelines.build_inventory import build_inventory
+
+    build_inventory(profile, out_dir or _data_dir() / "inventory" / profile, workers=workers)
+
+
+@data_app.command("conversations")
+def data_conversations(
+    profile: str = PROFILE,
+    inventory_dir: Path = typer.Option(None, help="Inventory directory [default: data/inventory/<profile>]."),
+    out_dir: Path = typer.Option(None, help="Output directory [default: data/conversations/<profile>]."),
+) -> None:
+    """Simulate the fixed dev/test conversations (exact RTTM/UEM) of a profile."""
+    from pipelines.build_conversations import main
+
+    main(
+        profile=profile,
+        inventory_dir=inventory_dir or _data_dir() / "inventory" / profile,
+        out_dir=out_dir or _data_dir() / "conversations" / profile,
+    )
+
+
+@data_app.command("ami")
+def data_ami(
+    out_dir: Path = typer.Option(None, help="Output directory [default: data/ami-debug]."),
+) -> None:
+    """Prepare the real ami-debug meetings as train/development/test evaluation folders."""
+    from pipelines.ami import main
+
+    main(source=None, out_dir=out_dir or _data_dir() / "ami-debug")
+
+
+@data_app.command("build")
+def data_build(profile: str = PROFILE) -> None:
+    """Everything for a profile: inventory, conversations and ami-debug (what `dvc repro` runs)."""
+    data_inventory(profile=profile, out_dir=None, workers=2)
+    data_conversations(profile=profile, inventory_dir=None, out_dir=None)
+    data_ami(out_dir=None)
+
+
+@app.command()
+def diarize(
+    audio: list[Path] = typer.Argument(..., help="Audio files (WAV, FLAC, OGG; any rate and channels)."),
+    system: str = typer.Option(
+        "baseline", "--system", "-s", help="Diarization system (see `flywheel systems`)."
+    ),
+    out_dir: Path = typer.Option(
+        Path("diarization"), "--out-dir", "-o", help="Writes <out-dir>/<stem>.rttm."
+    ),
+) -> None:
+    """Diarize audio files: who spoke when, as one RTTM per input."""
+    from tqdm import tqdm
+
+    from flywheel.audio import AudioError, load_audio
+    from flywheel.segments import write_rttm
+    from flywheel.systems import get_system
+
+    diarizer = get_system(system)
+    failed = 0
+    for path in tqdm(audio, desc=f"diarize ({system})", unit="file", disable=len(audio) < 2):
+        try:
+            waveform = load_audio(path)
+        except (AudioError, FileNotFoundError) as err:
+            typer.secho(f"{path}: {err}", fg="red", err=True)
+            failed += 1
+            continue
+        annotation = diarizer.diarize(waveform, uri=path.stem)
+        write_rttm(out_dir / f"{path.stem}.rttm", annotation)
+        typer.echo(f"{path} -> {out_dir / (path.stem + '.rttm')}: {len(annotation.labels())} speakers")
+    raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
+def evaluate(
+    system: str = typer.Option("baseline", "--system", "-s", help="Diarization system to score."),
+    test_set: Path = typer.Option(
+        ..., "--test-set", "-t", help="Folder of <uri>.wav + <uri>.rttm (+ <uri>.uem)."
+    ),
+    out_dir: Path = typer.Option(
+        None, "--out-dir", "-o", help="Report folder [default: reports/<system>/<set>]."
+    ),
+) -> None:
+    """Score a system: DER (pyannote.metrics, overlap scored) at collars 0 and 0.25, per file and total."""
+    from experiments.evaluate import evaluate as run_evaluation
+    from experiments.evaluate import print_report
+
+    out_dir = out_dir or REPO_ROOT / "reports" / system / test_set.name
+    report = run_evaluation(system, test_set, out_dir)
+    print_report(report)
+    typer.echo(f"report: {out_dir / 'report.json'}  hypotheses: {out_dir / 'rttm'}")
+
+
+@app.command()
+def train(
+    model: str = typer.Option("fast-cnn", "--model", "-m", help="Model type: fast-cnn or distilhubert."),
+    config: str = typer.Option(
+        "smoke", "--config", "-c", help="Training recipe from params.yaml (smoke, full)."
+    ),
+    out_dir: Path = typer.Option(
+        None, "--out-dir", "-o", help="Checkpoints [default: checkpoints/<model>/<config>]."
+    ),
+    resume: bool = typer.Option(True, help="Resume from <out-dir>/last.pt when it exists."),
+) -> None:
+    """Train a model on simulated conversations (early stopping on dev DER, resumable checkpoints)."""
+    from training.train import train as run_training
+
+    summary = run_training(model, config, out_dir, resume=resume)
+    typer.echo(
+        f"best dev DER {summary['best_dev_der']:.4f} (threshold {summary['best_threshold']}) "
+        f"after {summary['epochs']} epochs -> {summary['checkpoint']}"
+    )
+
+
+@app.command("export-onnx")
+def export_onnx(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Training checkpoint (best.pt)."),
+    model_type: str = typer.Option("fast-cnn", "--model-type", help="fast-cnn or distilhubert (checked)."),
+    out: Path = typer.Option(None, "--out", help="ONNX file [default: models/<model-type>.onnx]."),
+    optimization_level: str = typer.Option(
+        "extended",
+        "--optimization-level",
+        help="onnxruntime graph optimisation: disabled, basic, extended, all.",
+    ),
+    quantize: str = typer.Option(None, "--quantize", help="int8: dynamic int8 quantisation of MatMul/Gemm."),
+    tolerance: float = typer.Option(
+        None, help="Max abs difference allowed vs PyTorch [default: 1e-3, int8 0.05]."
+    ),
+) -> None:
+    """Export a checkpoint to ONNX with graph optimisation, optional int8, and a parity check."""
+    from training.export import ParityError, load_checkpoint
+    from training.export import export_onnx as run_export
+
+    _, ckpt = load_checkpoint(checkpoint)
+    if ckpt["model_type"] != model_type:
+        typer.secho(f"checkpoint holds a {ckpt['model_type']} model, not {model_type}", fg="red", err=True)
+        raise typer.Exit(2)
+    out = out or REPO_ROOT / "models" / f"{model_type}{'-int8' if quantize else ''}.onnx"
+    try:
+        report = run_export(checkpoint, out, optimization_level, quantize, tolerance)
+    except ParityError as err:
+        typer.secho(str(err), fg="red", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"parity max abs diff {report['max_abs_diff']:.3g} (tolerance {report['tolerance']:g})")
+    typer.echo(f"wrote {report['onnx']} ({report['bytes'] / 1e6:.1f} MB)")
+
+
+@app.command()
+def tune(
+    system: str = typer.Option(
+        "fast-cnn", "--system", "-s", help="System whose clustering threshold is tuned."
+    ),
+    dev_set: Path = typer.Option(
+        ..., "--dev-set", help="Dev folder of <uri>.wav + <uri>.rttm (never the test set)."
+    ),
+    write_params: bool = typer.Option(False, help="Write the best threshold into params.yaml."),
+) -> None:
+    """Tune a system's clustering threshold on a dev set (DER, collar 0)."""
+    from experiments.tune import main as tune_main
+
+    tune_main(system=system, dev_set=dev_set, write_params=write_params)
+
+
+@app.command()
+def systems() -> None:
+    """List the diarization systems that can be used with --system."""
+    from flywheel.systems import available_systems
+
+    typer.echo(json.dumps(available_systems()))
+
+
+if __name__ == "__main__":
+    app()
