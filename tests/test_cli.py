@@ -1,0 +1,45 @@
+"""Every command answers --help (typer), and the command tree is what the README documents."""
+
+from __future__ import annotations
+
+import pytest
+import typer
+from typer.main import get_command
+from typer.testing import CliRunner
+
+from flywheel.cli import app
+
+
+def _paths(group: typer.Typer) -> list[list[str]]:
+    root = get_command(group)
+    out: list[list[str]] = [[]]
+
+    def walk(cmd: object, prefix: list[str]) -> None:
+        if hasattr(cmd, "commands"):  # a group (typer ships its own click)
+            for name, sub in cmd.commands.items():
+                out.append([*prefix, name])
+                walk(sub, [*prefix, name])
+
+    walk(root, [])
+    return out
+
+
+@pytest.mark.parametrize("path", _paths(app), ids=lambda p: " ".join(p) or "flywheel")
+def test_help_everywhere(path: list[str]) -> None:
+    result = CliRunner().invoke(app, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_documented_commands_exist() -> None:
+    names = {" ".join(p) for p in _paths(app)}
+    for cmd in (
+        "data inventory",
+        "data conversations",
+        "data ami",
+        "diarize",
+        "evaluate",
+        "train",
+        "export-onnx",
+    ):
+        assert cmd in names
