@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from experiments.tracking import finish_training, training_tracker
 from flywheel.audio import load_audio
 from flywheel.config import get_settings, load_params
 from flywheel.metrics import aggregate, der_breakdown
@@ -44,13 +45,16 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-2
     warmup_steps: int = 300
-    speaker_loss_weight: float = 0.3
+    speaker_loss_weight: float = 0.5
+    margin: float = 0.2  # AAM margin, reached after warm-up (0 first: AAM from scratch collapses)
+    margin_warmup_steps: int = 600
+    margin_ramp_steps: int = 900
     min_embedding_frames: int = 12  # slots with fewer single-speaker frames get no speaker loss
     workers: int = 1
     threads: int = 1
     coverage: float = 1.0
     dev_files: int | None = None  # limit dev files (smoke)
-    dev_thresholds: list[float] = field(default_factory=lambda: [0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
+    dev_thresholds: list[float] = field(default_factory=lambda: [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
     max_steps_per_epoch: int | None = None
 
     @classmethod
@@ -112,8 +116,13 @@ def train(
     resume: bool = True,
     params: dict[str, Any] | None = None,
     data_dir: Path | None = None,
+    track: bool = False,
 ) -> dict[str, Any]:
-    """Train ``model_type`` with recipe ``config_name``; returns the summary (also ``summary.json``)."""
+    """Train ``model_type`` with recipe ``config_name``; returns the summary (also ``summary.json``).
+
+    ``track``: log the run to MLflow (params, per-epoch metrics, best model as ONNX); a no-op with a
+    printed message when MLflow is unreachable (see :mod:`experiments.tracking`).
+    """
     params = params or load_params()
     cfg = TrainConfig.load(model_type, config_name, params)
     data_dir = data_dir or get_settings().data_dir
@@ -140,7 +149,7 @@ def train(
     )
 
     model = build_model(model_type, params)
-    speaker_head = AAMSoftmax(model.cfg.embedding_dim, len(dataset.speaker_index))
+    speaker_head = AAMSoftmax(model.cfg.embedding_dim, len(dataset.speaker_index), margin=0.0)
     optimizer = torch.optim.AdamW(
         [*model.parameters(), *speaker_head.parameters()], lr=cfg.lr, weight_decay=cfg.weight_decay
     )
@@ -166,6 +175,11 @@ def train(
         state = ckpt["state"]
         print(f"resumed from {last}: epoch {state['epoch']}, best dev DER {state['best_der']:.4f}")
 
+    tracker = training_tracker(
+        track, model_type, config_name, cfg.__dict__, params, [inventory.root, dev_dir]
+    )
+    tracker.set_tags({"resumed_from_epoch": state["epoch"]})
+
     # persistent workers keep their audio cache; each pass over the loader advances their epoch
     dataset.set_epoch(state["epoch"])
     loader = DataLoader(
@@ -186,6 +200,8 @@ def train(
                 break
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(state["step"], total_steps, cfg)
+            ramp = (state["step"] - cfg.margin_warmup_steps) / max(1, cfg.margin_ramp_steps)
+            speaker_head.margin = cfg.margin * min(1.0, max(0.0, ramp))
             seg_loss, spk_loss = training_step(model, speaker_head, feats, labels, speaker_ids, cfg)
             loss = seg_loss + cfg.speaker_loss_weight * spk_loss
             optimizer.zero_grad(set_to_none=True)
@@ -210,6 +226,7 @@ def train(
         }
         state["history"].append(record)
         print(json.dumps(record))
+        tracker.log_metrics({k: v for k, v in record.items() if k not in ("epoch", "step")}, step=epoch + 1)
         state["epoch"] = epoch + 1
         if der < state["best_der"]:
             state.update(best_der=der, best_threshold=threshold, stale=0)
@@ -248,6 +265,7 @@ def train(
         "checkpoint": str(out / "best.pt"),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    finish_training(tracker, summary, out, dev_dir)
     return summary
 
 

@@ -80,6 +80,7 @@ class FastCNN(nn.Module):
         self.seg_head = nn.Conv1d(c, NUM_CLASSES, 1)
         self.emb_mlp = nn.Sequential(
             nn.Linear(2 * c, cfg.embedding_hidden),
+            nn.LayerNorm(cfg.embedding_hidden),
             nn.ReLU(),
             nn.Linear(cfg.embedding_hidden, cfg.embedding_hidden // 2),
             nn.ReLU(),
