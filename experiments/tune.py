@@ -11,52 +11,18 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
 import typer
-from pyannote.core import Annotation, Timeline
-from pyannote.metrics.diarization import DiarizationErrorRate
+from pyannote.core import Annotation
 
 from flywheel.audio import load_audio
-from flywheel.segments import read_rttm, read_uem
+from flywheel.metrics import aggregate, der_breakdown
+from flywheel.testset import iter_test_set
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 DEFAULT_GRID = "0.1:1.0:0.02"  # cosine-distance thresholds
-
-
-@dataclass
-class DevFile:
-    """One scored file of a dev set."""
-
-    uri: str
-    audio: Path
-    reference: Annotation
-    uem: Timeline | None
-
-
-def load_dev_set(dev_dir: str | Path) -> list[DevFile]:
-    """Every ``<uri>.wav`` (or .flac/.ogg) that has a ``<uri>.rttm`` beside it, sorted by URI.
-
-    Raises:
-        FileNotFoundError: the folder holds no such pair.
-    """
-    dev_dir = Path(dev_dir)
-    files: list[DevFile] = []
-    for audio in sorted(p for p in dev_dir.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES):
-        uri = audio.stem
-        rttm = audio.with_suffix(".rttm")
-        if not rttm.exists():
-            continue
-        reference = read_rttm(rttm).get(uri, Annotation(uri=uri))
-        uem_path = audio.with_suffix(".uem")
-        uem = read_uem(uem_path).get(uri) if uem_path.exists() else None
-        files.append(DevFile(uri, audio, reference, uem))
-    if not files:
-        raise FileNotFoundError(f"no <uri>.wav + <uri>.rttm pairs in {dev_dir}")
-    return files
 
 
 def parse_thresholds(spec: str) -> list[float]:
@@ -72,27 +38,6 @@ def parse_thresholds(spec: str) -> list[float]:
     if values.size == 0:
         raise ValueError(f"no thresholds in {spec!r}")
     return sorted({round(float(v), 6) for v in values})
-
-
-def score(
-    pairs: list[tuple[Annotation, Annotation, Timeline | None]], collar: float = 0.0
-) -> dict[str, float]:
-    """Total DER (pyannote.metrics, overlap scored) and its components over ``(ref, hyp, uem)`` pairs."""
-    metric = DiarizationErrorRate(collar=collar, skip_overlap=False)
-    totals = {"missed detection": 0.0, "false alarm": 0.0, "confusion": 0.0, "total": 0.0}
-    for reference, hypothesis, uem in pairs:
-        detail = metric(reference, hypothesis, uem=uem, detailed=True)
-        for key in totals:
-            totals[key] += float(detail[key])
-    errors = totals["missed detection"] + totals["false alarm"] + totals["confusion"]
-    der = errors / totals["total"] if totals["total"] > 0 else float(errors > 0)
-    return {
-        "der": der,
-        "missed": totals["missed detection"],
-        "false_alarm": totals["false alarm"],
-        "confusion": totals["confusion"],
-        "total": totals["total"],
-    }
 
 
 def tune_threshold(
@@ -111,12 +56,12 @@ def tune_threshold(
 
     if not thresholds:
         raise ValueError("no thresholds to try")
-    files = load_dev_set(dev_dir)
+    files = list(iter_test_set(dev_dir))
     options = dict(system_options or {})
     system = get_system(system_name, **options)
     hypotheses: dict[float, list[Annotation]] = {t: [] for t in thresholds}
     for f in files:
-        waveform = load_audio(f.audio)
+        waveform = load_audio(f.audio_path)
         if isinstance(system, ReclusterableSystem):
             prepared = system.prepare(waveform)
             for t in thresholds:
@@ -128,8 +73,16 @@ def tune_threshold(
 
     table = []
     for t in thresholds:
-        pairs = [(f.reference, h, f.uem) for f, h in zip(files, hypotheses[t], strict=True)]
-        table.append({"threshold": t, **score(pairs, collar=collar)})
+        scores = [
+            der_breakdown(f.reference, h, f.uem, collar) for f, h in zip(files, hypotheses[t], strict=True)
+        ]
+        total = aggregate(scores)
+        table.append(
+            {
+                "threshold": t,
+                **{k: getattr(total, k) for k in ("der", "missed", "false_alarm", "confusion", "total")},
+            }
+        )
     best_der = min(row["der"] for row in table)
     tied = [row["threshold"] for row in table if row["der"] <= best_der + 1e-9]
     return tied[len(tied) // 2], table
@@ -200,10 +153,15 @@ def main(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Also write the DER table as JSON here.")
     ] = None,
+    model_path: Annotated[
+        Path | None,
+        typer.Option("--model-path", help="ONNX model for neural systems [default: release model]."),
+    ] = None,
 ) -> None:
     """Pick the clustering threshold with the lowest total DER on a dev set."""
     grid = parse_thresholds(thresholds)
-    best, table = tune_threshold(system, dev_set, grid, collar=collar)
+    options = {"model_path": model_path} if model_path else None
+    best, table = tune_threshold(system, dev_set, grid, collar=collar, system_options=options)
     typer.echo(f"{'threshold':>9}  {'DER':>6}  {'miss':>6}  {'FA':>6}  {'conf':>6}")
     for row in table:
         mark = "  <- best" if row["threshold"] == best else ""
