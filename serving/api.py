@@ -1,0 +1,64 @@
+"""HTTP routes of the diarization service (FastAPI; OpenAPI docs at ``/docs``).
+
+``POST /v1/diarize``
+    Audio as the raw body or as a multipart file field (WAV, FLAC, OGG; any sample rate, any
+    number of channels). Headers: ``X-Client-Id`` (sticky A/B arm), ``X-API-Key`` (when keys are
+    configured), ``X-Admin-Key`` (with ``?arm=``). Query: ``format=json|rttm``, ``arm=NAME``.
+    Answers ``{request_id, arm, model, model_version, latency_ms, duration_s, num_speakers,
+    segments: [{start, end, speaker}]}`` or RTTM text; bad input answers 4xx with ``{error}``.
+``GET /v1/models``
+    Arms, their model versions, configured weights and effective traffic shares.
+``GET /v1/health``
+    200 when at least one arm can serve, else 503.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from serving.service import DiarizationService
+
+DESCRIPTION = (
+    "Speaker diarization with A/B arms. Send audio (WAV, FLAC, OGG; any rate and channels) as the "
+    "raw body or a multipart file; get who spoke when as JSON segments or RTTM."
+)
+AUDIO_BODY = {
+    "requestBody": {
+        "content": {
+            "audio/wav": {"schema": {"type": "string", "format": "binary"}},
+            "audio/flac": {"schema": {"type": "string", "format": "binary"}},
+            "audio/ogg": {"schema": {"type": "string", "format": "binary"}},
+            "multipart/form-data": {
+                "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
+            },
+        },
+        "required": True,
+    }
+}
+
+
+def create_api(service: DiarizationService) -> FastAPI:
+    """The FastAPI app serving ``service``."""
+    api = FastAPI(title="diarization-flywheel", version="1", description=DESCRIPTION)
+
+    @api.post("/v1/diarize", openapi_extra=AUDIO_BODY, summary="Who spoke when")
+    async def diarize(
+        request: Request,
+        format: str = Query("json", description="json or rttm"),
+        arm: str | None = Query(None, description="force an arm (needs X-Admin-Key)"),
+    ) -> Response:
+        return await service.diarize(request, format, arm)
+
+    @api.get("/v1/models", summary="Arms, model versions and weights")
+    async def models() -> dict[str, Any]:
+        return await service.models()
+
+    @api.get("/v1/health", summary="Liveness and readiness")
+    async def health() -> JSONResponse:
+        status, body = service.health()
+        return JSONResponse(body, status_code=status)
+
+    return api

@@ -1,0 +1,116 @@
+"""The Ray Serve application: a FastAPI ingress (A/B router + prediction log) and the arms.
+
+Two topologies, chosen by ``args.embed_arms`` in the Serve config:
+
+* ``false`` (default): one deployment per arm (``arm-fast-cnn``, ...); request path
+  client -> [Serve proxy] -> ``Ingress`` -> ``arm-<name>``. Arms scale independently.
+* ``true``: the arms' models live inside each ``Ingress`` replica; request path
+  client -> [Serve proxy] -> ``Ingress``: one hop less.
+
+With ``RAY_SERVE_THROUGHPUT_OPTIMIZED=1`` in the environment that starts Ray, every ingress replica
+also listens on its own port (30000 and up) and clients can skip the proxy hop.
+
+``serve run serving/serve_config.yaml`` / ``serve deploy serving/serve_config.yaml`` build it with
+:func:`build_app`; ``user_config.weights`` of ``Ingress`` is the A/B split, applied at runtime.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from pydantic import BaseModel, Field
+from ray import serve
+from ray.serve import Application
+
+from serving.arms import Arm, ArmSpec
+from serving.champion import resolve
+
+log = logging.getLogger(__name__)
+DEFAULT_ARMS = ("fast-cnn", "distilhubert")
+
+
+class AppArgs(BaseModel):
+    """``args`` of the application in the Serve config."""
+
+    embed_arms: bool = False
+    embedded_workers: int = Field(1, ge=1, description="inference threads per ingress (embedded)")
+    arms: dict[str, dict[str, Any]] = Field(default_factory=lambda: {name: {} for name in DEFAULT_ARMS})
+    weights: dict[str, float] | None = None  # initial split; user_config.weights overrides
+    log_predictions: bool | None = None  # default: FLYWHEEL_LOG_PREDICTIONS (on)
+
+
+@serve.deployment(name="arm", ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=2)
+class ArmDeployment:
+    """One arm's model in its own replica (only built when the arm has a model)."""
+
+    def __init__(self, spec: dict[str, Any]):
+        self.arm = Arm(ArmSpec.from_dict(spec["name"], spec.get("options")))
+        if not self.arm.refresh():
+            raise RuntimeError(f"arm {self.arm.name!r}: no model could be loaded")
+        self.arm.start_polling()
+
+    def diarize(self, samples: Any) -> dict[str, Any]:
+        """Segments for one request (all its chunks in batched model calls)."""
+        return self.arm.diarize(samples)
+
+    def describe(self) -> dict[str, Any]:
+        """Model, version and source of this replica's arm."""
+        return {**self.arm.describe(), "pid": os.getpid()}
+
+    def check_health(self) -> None:
+        """Serve health check: a replica without a model is unhealthy."""
+        if not self.arm.available:
+            raise RuntimeError("no model loaded")
+
+
+@serve.deployment(name="Ingress", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=64)
+@serve.ingress()
+class Ingress:
+    """FastAPI ingress: authentication, limits, A/B routing, prediction logging."""
+
+    def __init__(self, args: dict[str, Any], arm_handles: dict[str, Any] | None = None):
+        from serving.backends import DeploymentArms, EmbeddedArms
+        from serving.service import DiarizationService
+
+        a = AppArgs(**args)
+        if a.embed_arms:
+            arms = {name: Arm(ArmSpec.from_dict(name, opts)) for name, opts in a.arms.items()}
+            for arm in arms.values():
+                arm.refresh()
+                arm.start_polling()
+            backend: Any = EmbeddedArms(arms, workers=a.embedded_workers)
+        else:
+            backend = DeploymentArms(arm_handles or {})
+        self.service = DiarizationService(backend, list(a.arms), a.weights, log_predictions=a.log_predictions)
+
+    def __serve_build_asgi_app__(self) -> Any:
+        from serving.api import create_api
+
+        return create_api(self.service)
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """``user_config: {weights: {arm: weight}}``; applied without restarting the replica."""
+        self.service.reconfigure(user_config)
+
+    def __del__(self) -> None:
+        service = getattr(self, "service", None)
+        if service is not None:
+            service.close()
+
+
+def build_app(args: dict[str, Any] | None = None) -> Application:
+    """Application builder for ``serve run``/``serve deploy`` (``import_path: serving.app:build_app``)."""
+    a = AppArgs(**(args or {}))
+    handles: dict[str, Application] = {}
+    if not a.embed_arms:
+        for name, opts in a.arms.items():
+            spec = ArmSpec.from_dict(name, opts)
+            if resolve(name, spec.model_name, spec.model_path, spec.tracking_uri) is None:
+                log.warning("arm %s has no model: it is left out (weight 0)", name)
+                continue
+            deployment_options = dict(opts.get("deployment") or {})
+            bound = ArmDeployment.options(name=f"arm-{name}", **deployment_options)
+            handles[name] = bound.bind({"name": name, "options": opts})
+    return Ingress.bind(a.model_dump(), handles)

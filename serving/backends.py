@@ -1,0 +1,86 @@
+"""Where an arm's model runs: inside the ingress process, or in its own Serve deployment.
+
+Both expose the same two coroutines, so the ingress code does not care which topology is deployed:
+
+* :class:`EmbeddedArms` -- models inside the ingress replica (no handle hop; inference in a thread
+  pool so the event loop keeps accepting requests);
+* :class:`DeploymentArms` -- one Serve deployment per arm, called through deployment handles
+  (one hop per request, arms scale independently).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+import numpy as np
+
+from serving.arms import Arm
+
+
+class ArmBackend(Protocol):
+    """What the ingress needs from the arms."""
+
+    mode: str
+
+    def available(self) -> list[str]:
+        """Names of the arms that can take traffic."""
+        ...
+
+    async def diarize(self, arm: str, samples: np.ndarray) -> dict[str, Any]:
+        """Run arm ``arm`` on ``samples`` (see :meth:`serving.arms.Arm.diarize`)."""
+        ...
+
+    async def describe(self) -> list[dict[str, Any]]:
+        """One description per configured arm (see :meth:`serving.arms.Arm.describe`)."""
+        ...
+
+
+class EmbeddedArms:
+    """Arms loaded in this process."""
+
+    mode = "embedded"
+
+    def __init__(self, arms: dict[str, Arm], workers: int = 1):
+        self.arms = arms
+        self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="arm")
+
+    def available(self) -> list[str]:
+        """Arms with a loaded model."""
+        return sorted(name for name, arm in self.arms.items() if arm.available)
+
+    async def diarize(self, arm: str, samples: np.ndarray) -> dict[str, Any]:
+        """Inference in the worker pool."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self.arms[arm].diarize, samples)
+
+    async def describe(self) -> list[dict[str, Any]]:
+        """Descriptions of all arms."""
+        return [self.arms[name].describe() for name in sorted(self.arms)]
+
+    def close(self) -> None:
+        """Stop polling and the worker pool."""
+        for arm in self.arms.values():
+            arm.stop()
+        self._pool.shutdown(wait=False)
+
+
+class DeploymentArms:
+    """Arms as Serve deployments (``arm-<name>``), called through their handles."""
+
+    mode = "deployments"
+
+    def __init__(self, handles: dict[str, Any]):
+        self.handles = handles
+
+    def available(self) -> list[str]:
+        """Arms whose deployment exists (only arms with a model at deploy time get one)."""
+        return sorted(self.handles)
+
+    async def diarize(self, arm: str, samples: np.ndarray) -> dict[str, Any]:
+        """One handle hop to a replica of the arm."""
+        return await self.handles[arm].diarize.remote(samples)
+
+    async def describe(self) -> list[dict[str, Any]]:
+        """Ask one replica of each arm."""
+        return list(await asyncio.gather(*(self.handles[n].describe.remote() for n in sorted(self.handles))))

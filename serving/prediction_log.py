@@ -1,0 +1,335 @@
+"""The prediction log, off the request path: a queue, a writer thread, batched inserts, a spool.
+
+``submit()`` only puts the record on a queue (microseconds). A background thread drains it in
+batches, stores the request audio in the content-addressed store, and inserts the rows in one
+transaction. When the database is unreachable, batches are appended to a local JSONL spool
+(fsync'ed) and replayed, oldest first, as soon as the database answers again; inserts skip rows that
+already exist, so a replay after a partial failure never duplicates. Spools of dead processes are
+adopted, so a crash while the database was down loses nothing either.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, Table, insert
+
+from serving.audio_store import AudioStore
+from serving.db.engine import make_engine
+from serving.db.models import Prediction
+
+log = logging.getLogger(__name__)
+_Item = tuple["PredictionRecord", "np.ndarray | None"]
+
+
+@dataclass
+class PredictionRecord:
+    """One request as it goes into the ``predictions`` table."""
+
+    request_id: str
+    status: str  # ok | error
+    http_status: int
+    latency_ms: float
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    client_id: str | None = None
+    arm: str | None = None
+    model_name: str | None = None
+    model_version: str | None = None
+    audio_duration_s: float | None = None
+    audio_sha256: str | None = None
+    segments: list[dict[str, Any]] | None = None
+    num_speakers: int | None = None
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        # Column widths: a long header must not turn into a row the database refuses forever.
+        if self.client_id is not None:
+            self.client_id = self.client_id[:200]
+        if self.model_version is not None:
+            self.model_version = self.model_version[:128]
+
+    def to_json(self) -> str:
+        """One spool line."""
+        d = asdict(self)
+        d["created_at"] = self.created_at.isoformat()
+        return json.dumps(d, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, line: str) -> PredictionRecord:
+        """Parse a spool line."""
+        d = json.loads(line)
+        d["created_at"] = datetime.fromisoformat(d["created_at"])
+        return cls(**d)
+
+
+def _insert_ignoring_duplicates(engine: Engine, table: Table, rows: list[dict[str, Any]]) -> None:
+    dialect = engine.dialect.name
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        dialect_insert = None
+    if dialect_insert is not None:
+        stmt = dialect_insert(table).on_conflict_do_nothing(index_elements=["request_id"])
+    else:
+        stmt = insert(table)
+    with engine.begin() as conn:
+        conn.execute(stmt, rows)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Spool:
+    """Append-only JSONL files of records that could not be written yet (one file per process)."""
+
+    def __init__(self, directory: str | Path):
+        self.dir = Path(directory)
+        self.host = socket.gethostname()
+        self.path = self.dir / f"{self.host}-{os.getpid()}.jsonl"
+
+    def append(self, records: Iterable[PredictionRecord]) -> int:
+        """Append records durably; returns how many."""
+        lines = [r.to_json() + "\n" for r in records]
+        if not lines:
+            return 0
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.writelines(lines)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return len(lines)
+
+    def files(self) -> list[Path]:
+        """This process's spool plus those of dead processes on this host (adopted)."""
+        if not self.dir.exists():
+            return []
+        out = []
+        for path in sorted(self.dir.glob("*.jsonl")):
+            host, _, pid = path.stem.rpartition("-")
+            mine = path == self.path
+            orphan = host == self.host and pid.isdigit() and not _pid_alive(int(pid))
+            if (mine or orphan) and path.stat().st_size > 0:
+                out.append(path)
+        return out
+
+    def pending(self) -> bool:
+        """Whether anything waits to be replayed."""
+        return bool(self.files())
+
+    @staticmethod
+    def read(path: Path) -> list[PredictionRecord]:
+        """Records of one spool file (a torn last line from a crash is skipped)."""
+        records = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                try:
+                    records.append(PredictionRecord.from_json(line))
+                except (json.JSONDecodeError, TypeError, KeyError):
+                    log.warning("skipping a malformed spool line in %s", path)
+        return records
+
+
+class PredictionLogger:
+    """Background, batched, loss-free writer of :class:`PredictionRecord` rows."""
+
+    def __init__(
+        self,
+        database_url: str,
+        spool_dir: str | Path,
+        audio_store: AudioStore | None = None,
+        batch_size: int = 256,
+        flush_interval_s: float = 0.2,
+        retry_s: float = 2.0,
+        auto_migrate: bool = True,
+        connect_timeout_s: float = 5.0,
+    ):
+        self.database_url = database_url
+        self.spool = Spool(spool_dir)
+        self.audio_store = audio_store
+        self.batch_size = batch_size
+        self.flush_interval_s = flush_interval_s
+        self.retry_s = retry_s
+        self.auto_migrate = auto_migrate
+        self.connect_timeout_s = connect_timeout_s
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._engine: Engine | None = None
+        self._migrated = not auto_migrate
+        self._db_ok = True
+        self._last_failure = 0.0
+        self._spool_pending = True  # unknown at start: scan once (orphans of dead processes)
+        self._last_scan = 0.0
+        self._lock = threading.Condition()
+        self._submitted = 0
+        self._handled = 0
+        self.written = 0
+        self.spooled = 0
+        self.replayed = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+        self._thread.start()
+
+    # -- request path ---------------------------------------------------------------------------
+    def submit(self, record: PredictionRecord, samples: np.ndarray | None = None) -> None:
+        """Queue a record (and the audio to store); never blocks on I/O."""
+        with self._lock:
+            self._submitted += 1
+        self._queue.put((record, samples))
+
+    # -- control --------------------------------------------------------------------------------
+    def flush(self, timeout_s: float = 30.0, replayed: bool = False) -> bool:
+        """Wait until every submitted record is in the database or the spool (and, with
+        ``replayed``, until the spool is empty). Returns False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            while self._handled < self._submitted or (replayed and self.spool.pending()):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._lock.wait(min(left, 0.1))
+        return True
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Write what is queued (database or spool), then stop the thread."""
+        self._stop.set()
+        self._queue.put(None)
+        self._thread.join(timeout_s)
+        if self._engine is not None:
+            self._engine.dispose()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for health checks and tests."""
+        return {
+            "submitted": self._submitted,
+            "written": self.written,
+            "spooled": self.spooled,
+            "replayed": self.replayed,
+            "database_ok": self._db_ok,
+            "spool_pending": self.spool.pending(),
+        }
+
+    # -- writer thread --------------------------------------------------------------------------
+    def _drain(self) -> list[_Item]:
+        items: list[_Item] = []
+        try:
+            first = self._queue.get(timeout=self.flush_interval_s)
+        except queue.Empty:
+            return items
+        if first is not None:
+            items.append(first)
+        while len(items) < self.batch_size:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                items.append(item)
+        return items
+
+    def _store_audio(self, items: list[_Item]) -> list[PredictionRecord]:
+        records = []
+        for record, samples in items:
+            if samples is not None and self.audio_store is not None and record.audio_sha256 is None:
+                try:
+                    record.audio_sha256 = self.audio_store.put_samples(samples)
+                except OSError as err:
+                    log.error("audio store write failed: %s", err)
+            records.append(record)
+        return records
+
+    def _engine_ready(self) -> Engine:
+        if self._engine is None:
+            self._engine = make_engine(self.database_url, connect_timeout_s=self.connect_timeout_s)
+        if not self._migrated:
+            from serving.db.migrate import upgrade
+
+            upgrade(self.database_url)
+            self._migrated = True
+        return self._engine
+
+    def _write(self, records: list[PredictionRecord]) -> None:
+        engine = self._engine_ready()
+        rows = [asdict(r) for r in records]
+        _insert_ignoring_duplicates(engine, Prediction.__table__, rows)
+
+    def _pending(self) -> bool:
+        """Cached view of the spool: rescanned (for orphans) at most every ``retry_s``."""
+        now = time.monotonic()
+        if not self._spool_pending and now - self._last_scan >= self.retry_s:
+            self._last_scan = now
+            self._spool_pending = self.spool.pending()
+        return self._spool_pending
+
+    def _try_replay(self) -> bool:
+        """Replay every spool file we own or adopted; True when nothing is left."""
+        for path in self.spool.files():
+            records = Spool.read(path)
+            for i in range(0, len(records), 1000):
+                self._write(records[i : i + 1000])
+            self.replayed += len(records)
+            if path == self.spool.path:
+                path.write_bytes(b"")  # only this thread appends to it
+            else:
+                path.unlink(missing_ok=True)
+            log.info("replayed %d spooled predictions from %s", len(records), path.name)
+        self._spool_pending = False
+        return True
+
+    def _handle(self, records: list[PredictionRecord]) -> None:
+        now = time.monotonic()
+        may_try = self._db_ok or now - self._last_failure >= self.retry_s
+        if may_try:
+            try:
+                if self._pending():
+                    self._try_replay()
+                if records:
+                    self._write(records)
+                    self.written += len(records)
+                self._db_ok = True
+                return
+            except Exception as err:  # any database failure: spool and retry later
+                if self._db_ok:
+                    log.warning("prediction database unavailable, spooling: %s", err)
+                self._db_ok = False
+                self._last_failure = time.monotonic()
+        self.spooled += self.spool.append(records)
+        self._spool_pending = self._spool_pending or bool(records)
+
+    def _run(self) -> None:
+        while True:
+            items = self._drain()
+            records = self._store_audio(items)
+            try:
+                if records or self._pending():
+                    self._handle(records)
+            except Exception:  # never let the writer die
+                log.exception("prediction log writer error; spooling the batch")
+                with contextlib.suppress(Exception):
+                    self.spooled += self.spool.append(records)
+                    self._spool_pending = True
+            with self._lock:
+                self._handled += len(items)
+                self._lock.notify_all()
+            if self._stop.is_set() and self._queue.empty():
+                break

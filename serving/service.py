@@ -1,0 +1,210 @@
+"""The ingress logic, independent of Ray: authenticate, read, decode, route, infer, answer, log.
+
+:class:`DiarizationService` is what the Serve ingress deployment (``serving.app``) wraps and what a
+plain uvicorn app can run for comparison; the HTTP routes are in ``serving.api``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+
+from flywheel.audio import SAMPLE_RATE
+from flywheel.segments import annotation_from_turns, rttm_lines
+from serving.audio_store import AudioStore
+from serving.auth import AuthError, check_admin, check_api_key
+from serving.backends import ArmBackend
+from serving.limits import InputError, Limits, audio_bytes, decode, read_body
+from serving.prediction_log import PredictionLogger, PredictionRecord
+from serving.routing import Router, validate_weights
+from serving.settings import ServingSettings
+
+log = logging.getLogger(__name__)
+INLINE_DECODE_BYTES = 2 * 1024 * 1024  # larger uploads are decoded in a worker thread
+
+
+@dataclass
+class Outcome:
+    """What a finished request tells the log."""
+
+    status: int
+    arm: str | None = None
+    result: dict[str, Any] | None = None
+    samples: np.ndarray | None = None
+    error: str | None = None
+
+
+def _error(status: int, message: str, request_id: str) -> JSONResponse:
+    return JSONResponse({"error": message, "request_id": request_id}, status_code=status)
+
+
+class DiarizationService:
+    """A/B diarization over an :class:`~serving.backends.ArmBackend`, with the prediction log."""
+
+    def __init__(
+        self,
+        backend: ArmBackend,
+        configured_arms: list[str],
+        weights: Mapping[str, float] | None = None,
+        settings: ServingSettings | None = None,
+        log_predictions: bool | None = None,
+    ):
+        self.backend = backend
+        self.configured_arms = sorted(configured_arms)
+        self.settings = settings or ServingSettings()
+        s = self.settings
+        self.limits = Limits(s.max_upload_bytes, s.max_duration_s, s.min_duration_s, s.upload_timeout_s)
+        self.router = Router(weights or dict.fromkeys(self.configured_arms, 1.0), tuple(backend.available()))
+        enabled = s.log_predictions if log_predictions is None else log_predictions
+        self.logger: PredictionLogger | None = None
+        if enabled:
+            store = AudioStore(s.resolved_audio_dir, s.audio_retention_days) if s.store_audio else None
+            self.logger = PredictionLogger(s.resolved_database_url, s.resolved_spool_dir, store)
+
+    # -- configuration --------------------------------------------------------------------------
+    def set_weights(self, weights: Mapping[str, float]) -> None:
+        """Swap in a new split (atomic: requests already routed are unaffected)."""
+        self.router = Router(validate_weights(weights), tuple(self.backend.available()))
+        log.info("A/B weights %s -> effective %s", dict(weights), self.router.effective)
+
+    def reconfigure(self, user_config: Mapping[str, Any] | None) -> None:
+        """Apply a Serve ``user_config`` (``{"weights": {arm: weight}}``)."""
+        weights = (user_config or {}).get("weights")
+        if weights is not None:
+            self.set_weights(weights)
+
+    # -- endpoints ------------------------------------------------------------------------------
+    async def models(self) -> dict[str, Any]:
+        """Arms, their models and versions, configured weights and effective traffic shares."""
+        described = {d["arm"]: d for d in await self.backend.describe()}
+        shares = self.router.effective
+        arms = []
+        for name in sorted(set(self.configured_arms) | set(described)):
+            d = described.get(name, {"arm": name, "available": False})
+            d["weight"] = float(self.router.weights.get(name, 0.0))
+            d["share"] = shares.get(name, 0.0)
+            arms.append(d)
+        return {"mode": self.backend.mode, "arms": arms, "weights": dict(self.router.weights)}
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        """``(status, body)``: 200 when at least one arm can serve."""
+        available = self.backend.available()
+        body: dict[str, Any] = {
+            "status": "ok" if available else "unavailable",
+            "arms": available,
+            "mode": self.backend.mode,
+            "pid": os.getpid(),
+            "prediction_log": self.logger.stats() if self.logger else None,
+        }
+        return (200 if available else 503), body
+
+    async def diarize(self, request: Request, fmt: str = "json", arm_override: str | None = None) -> Response:
+        """``POST /v1/diarize``: see the module docstring of ``serving.api``."""
+        t0 = time.perf_counter()
+        request_id = uuid.uuid4().hex
+        client_id = request.headers.get("x-client-id") or None
+        outcome = Outcome(status=500)
+        response: Response
+        try:
+            response = await self._diarize(request, fmt, arm_override, client_id, request_id, t0, outcome)
+        except (AuthError, InputError) as err:
+            outcome.status, outcome.error = err.status, str(err)
+            response = _error(err.status, str(err), request_id)
+        except Exception as err:  # a bug or a dead replica: answer 500, but log it like the rest
+            log.exception("request %s failed", request_id)
+            outcome.status, outcome.error = 500, f"{type(err).__name__}: {err}"
+            response = _error(500, "internal error while diarizing; the request was logged", request_id)
+        latency_ms = (time.perf_counter() - t0) * 1000
+        self._log(request_id, client_id, outcome, latency_ms)
+        return response
+
+    async def _diarize(
+        self,
+        request: Request,
+        fmt: str,
+        arm_override: str | None,
+        client_id: str | None,
+        request_id: str,
+        t0: float,
+        outcome: Outcome,
+    ) -> Response:
+        check_api_key(request.headers, self.settings.api_key_set)
+        if fmt not in ("json", "rttm"):
+            raise InputError(400, f"format must be 'json' or 'rttm', got {fmt!r}")
+        router = self.router  # one split for the whole request
+        if arm_override:
+            check_admin(request.headers, self.settings.admin_key)
+            if arm_override not in self.backend.available():
+                raise InputError(404, f"arm {arm_override!r} is not available; see GET /v1/models")
+        body = await read_body(request, self.limits)
+        data = await audio_bytes(request, body)
+        if len(data) > INLINE_DECODE_BYTES:
+            samples = await asyncio.to_thread(decode, data, self.limits)
+        else:
+            samples = decode(data, self.limits)
+        outcome.samples = samples
+        try:
+            arm = arm_override or router.choose(client_id)
+        except LookupError:
+            raise InputError(503, "no model is available right now") from None
+        outcome.arm = arm
+        result = await self.backend.diarize(arm, samples)
+        outcome.status, outcome.result = 200, result
+        latency_ms = round((time.perf_counter() - t0) * 1000, 2)
+        headers = {"X-Request-Id": request_id, "X-Arm": arm, "X-Model-Version": str(result["model_version"])}
+        if fmt == "rttm":
+            turns = [(s["start"], s["end"], s["speaker"]) for s in result["segments"]]
+            lines = rttm_lines(annotation_from_turns(turns, uri=request_id), uri=request_id)
+            return PlainTextResponse("".join(f"{line}\n" for line in lines), headers=headers)
+        return JSONResponse(
+            {
+                "request_id": request_id,
+                "arm": arm,
+                "model": result["model"],
+                "model_version": result["model_version"],
+                "latency_ms": latency_ms,
+                "duration_s": round(len(samples) / SAMPLE_RATE, 3),
+                "num_speakers": result["num_speakers"],
+                "segments": result["segments"],
+            },
+            headers=headers,
+        )
+
+    def _log(self, request_id: str, client_id: str | None, outcome: Outcome, latency_ms: float) -> None:
+        if self.logger is None:
+            return
+        result = outcome.result or {}
+        samples = outcome.samples
+        record = PredictionRecord(
+            request_id=request_id,
+            status="ok" if outcome.status < 400 else "error",
+            http_status=outcome.status,
+            latency_ms=round(latency_ms, 3),
+            client_id=client_id,
+            arm=outcome.arm,
+            model_name=result.get("model"),
+            model_version=result.get("model_version"),
+            audio_duration_s=None if samples is None else round(len(samples) / SAMPLE_RATE, 3),
+            segments=result.get("segments"),
+            num_speakers=result.get("num_speakers"),
+            error=outcome.error,
+        )
+        self.logger.submit(record, samples if outcome.status == 200 else None)
+
+    def close(self) -> None:
+        """Flush the prediction log and release the arms."""
+        if self.logger is not None:
+            self.logger.close()
+        close = getattr(self.backend, "close", None)
+        if close is not None:
+            close()

@@ -1,0 +1,60 @@
+"""Serving settings from the environment (prefix ``FLYWHEEL_``): paths, limits, keys, database URL.
+
+Structure (which arms, replicas, weights) lives in the Serve config file; everything here is either a
+secret or a per-machine path, so it comes from the environment of the Ray processes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from flywheel.config import REPO_ROOT
+
+
+class ServingSettings(BaseSettings):
+    """Environment settings of the serving path."""
+
+    model_config = SettingsConfigDict(env_prefix="FLYWHEEL_", env_file=".env", extra="ignore")
+
+    runtime_dir: Path = REPO_ROOT / "runtime"
+    database_url: str | None = None  # default: sqlite:///<runtime_dir>/predictions.db
+    audio_dir: Path | None = None  # default: <runtime_dir>/audio
+    spool_dir: Path | None = None  # default: <runtime_dir>/spool
+    audio_retention_days: float = 30.0
+    log_predictions: bool = True
+    store_audio: bool = True
+    api_keys: str = ""  # comma-separated; empty: no authentication
+    admin_key: str | None = None  # enables ?arm= overrides
+    max_upload_bytes: int = 64 * 1024 * 1024
+    max_duration_s: float = 1800.0
+    min_duration_s: float = 0.5
+    upload_timeout_s: float = 60.0
+    champion_poll_s: float = 30.0
+    mlflow_tracking_uri: str | None = None
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, SQLite under the runtime directory unless set."""
+        return self.database_url or f"sqlite:///{self.runtime_dir / 'predictions.db'}"
+
+    @property
+    def resolved_audio_dir(self) -> Path:
+        """Root of the content-addressed audio store."""
+        return self.audio_dir or self.runtime_dir / "audio"
+
+    @property
+    def resolved_spool_dir(self) -> Path:
+        """Where prediction records wait while the database is unreachable."""
+        return self.spool_dir or self.runtime_dir / "spool"
+
+    @property
+    def api_key_set(self) -> frozenset[str]:
+        """The accepted API keys (empty: authentication off)."""
+        return frozenset(k.strip() for k in self.api_keys.split(",") if k.strip())
+
+
+def serving_settings() -> ServingSettings:
+    """Fresh settings from the current environment (not cached: tests and replicas change it)."""
+    return ServingSettings()
