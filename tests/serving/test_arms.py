@@ -1,0 +1,81 @@
+"""Arms: champion resolution order and atomic hot swap under concurrent requests (no Ray)."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from serving.arms import Arm, ArmSpec
+from serving.champion import Champion, env_var, resolve
+
+
+def retagged(src: Path, dst: Path, tag: str) -> Path:
+    """The same model with different metadata: different bytes, hence a new version."""
+    model = onnx.load(str(src))
+    onnx.helper.set_model_props(
+        model, {**{p.key: p.value for p in model.metadata_props}, "flywheel_build": tag}
+    )
+    onnx.save(model, str(dst))
+    return dst
+
+
+def test_resolution_order(tmp_path: Path, smoke_onnx: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pinned = resolve("fast-cnn", model_path=smoke_onnx)
+    assert pinned is not None and pinned.source == "config" and pinned.version.startswith("sha256:")
+    monkeypatch.setenv(env_var("some-arm"), str(smoke_onnx))
+    assert env_var("some-arm") == "FLYWHEEL_MODEL_PATH_SOME_ARM"
+    from_env = resolve("some-arm", model_name="fast-cnn")
+    assert from_env is not None and from_env.source == "env"
+    assert resolve("no-such-arm-anywhere") is None  # no registry entry, no release file: unavailable
+
+
+def test_hot_swap_never_fails_a_request(tmp_path: Path, smoke_onnx: Path, speech: np.ndarray) -> None:
+    a = retagged(smoke_onnx, tmp_path / "a.onnx", "a")
+    b = retagged(smoke_onnx, tmp_path / "b.onnx", "b")
+    current = {"path": a}
+
+    def resolver() -> Champion:
+        return resolve("x", model_name="fast-cnn", model_path=current["path"])  # type: ignore[return-value]
+
+    arm = Arm(ArmSpec(name="x"), resolver=resolver)
+    assert arm.refresh() and not arm.refresh()  # unchanged champion: no reload
+    v1 = arm.describe()["model_version"]
+    clip = speech[: 5 * 16000]
+    errors: list[BaseException] = []
+    versions: set[str] = set()
+    stop = threading.Event()
+
+    def traffic() -> None:
+        while not stop.is_set():
+            try:
+                versions.add(arm.diarize(clip)["model_version"])
+            except BaseException as err:
+                errors.append(err)
+
+    threads = [threading.Thread(target=traffic) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for target in (b, a, b):
+        current["path"] = target
+        assert arm.refresh()
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert arm.reloads == 3 and arm.describe()["model_version"] != v1
+    assert len(versions) >= 1
+
+
+def test_a_broken_new_champion_keeps_the_old_model(tmp_path: Path, smoke_onnx: Path) -> None:
+    good = shutil.copy(smoke_onnx, tmp_path / "m.onnx")
+    arm = Arm(ArmSpec(name="x", model_name="fast-cnn", model_path=str(good)))
+    assert arm.refresh()
+    version = arm.describe()["model_version"]
+    Path(good).write_bytes(b"not an onnx model")
+    assert not arm.refresh()
+    assert arm.describe()["model_version"] == version and arm.available

@@ -1,0 +1,215 @@
+"""Prediction log: batched background writes, audio store, spool while the database is down, replay.
+
+The database outage is real: SQLite held under an exclusive lock by another connection, and a real
+PostgreSQL server (Debian's binaries, on a loopback port in a temp dir) killed mid-load and restarted.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+from serving.audio_store import AudioStore
+from serving.db import Prediction, make_engine
+from serving.prediction_log import PredictionLogger, PredictionRecord, Spool
+
+
+def record(i: int = 0, **kw: object) -> PredictionRecord:
+    base = dict(
+        request_id=uuid.uuid4().hex,
+        status="ok",
+        http_status=200,
+        latency_ms=12.5,
+        client_id=f"client-{i}",
+        arm="fast-cnn",
+        model_name="fast-cnn",
+        model_version="3",
+        audio_duration_s=1.0,
+        segments=[{"start": 0.0, "end": 1.0, "speaker": "SPEAKER_00"}],
+        num_speakers=1,
+    )
+    base.update(kw)
+    return PredictionRecord(**base)  # type: ignore[arg-type]
+
+
+def count_rows(url: str) -> int:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(Prediction)).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def test_rows_and_audio_are_written_in_the_background(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    store = AudioStore(tmp_path / "audio")
+    logger = PredictionLogger(url, tmp_path / "spool", store, flush_interval_s=0.05)
+    samples = (np.random.default_rng(0).standard_normal(16000) * 0.1).astype(np.float32)
+    t0 = time.perf_counter()
+    for i in range(50):
+        logger.submit(record(i), samples if i % 10 == 0 else None)
+    assert (time.perf_counter() - t0) / 50 < 0.001  # submit never waits for I/O
+    assert logger.flush(30)
+    logger.close()
+    assert count_rows(url) == 50
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        shas = {r[0] for r in conn.execute(select(Prediction.audio_sha256)) if r[0]}
+    engine.dispose()
+    assert len(shas) == 1 and store.path_for(shas.pop()).exists()
+
+
+def test_locked_sqlite_spools_then_replays(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    logger = PredictionLogger(
+        url, tmp_path / "spool", flush_interval_s=0.05, retry_s=0.3, connect_timeout_s=0.2
+    )
+    logger.submit(record())
+    assert logger.flush(30)  # schema created, first row in
+    lock = sqlite3.connect(tmp_path / "p.db", timeout=5)
+    lock.execute("BEGIN EXCLUSIVE")  # the database is now unwritable for everyone else
+    for i in range(30):
+        logger.submit(record(i))
+    assert logger.flush(30)
+    assert logger.stats()["spooled"] == 30 and not logger.stats()["database_ok"]
+    assert len(logger.spool.path.read_text().splitlines()) == 30
+    lock.rollback()
+    lock.close()
+    assert logger.flush(30, replayed=True)
+    logger.close()
+    assert count_rows(url) == 31
+    assert logger.spool.path.stat().st_size == 0
+
+
+def test_orphan_spool_of_a_dead_process_is_adopted_without_duplicates(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    spool_dir = tmp_path / "spool"
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    orphan = Spool(spool_dir)
+    orphan.path = spool_dir / f"{orphan.host}-{proc.pid}.jsonl"
+    records = [record(i) for i in range(5)]
+    orphan.append(records + records[:2])  # a replay cut short earlier: duplicates on disk
+    logger = PredictionLogger(url, spool_dir, flush_interval_s=0.05, retry_s=0.1)
+    assert logger.flush(30, replayed=True)
+    logger.close()
+    assert count_rows(url) == 5
+    assert not orphan.path.exists()
+
+
+# -- a real PostgreSQL, killed mid-load ----------------------------------------------------------------
+
+
+def _pg_bin() -> Path | None:
+    found = shutil.which("pg_ctl")
+    if found:
+        return Path(os.path.realpath(found)).parent
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    return candidates[-1].parent if candidates else None
+
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    if os.geteuid() == 0:  # the server refuses to run as root
+        return ["runuser", "-u", "postgres", "--", *cmd]
+    return cmd
+
+
+class Postgres:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 (initdb + pg_ctl)."""
+
+    def __init__(self, root: Path):
+        self.bin = _pg_bin()
+        self.data = root / "pg" / "data"
+        self.sock = root / "pg" / "sock"
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str) -> None:
+        subprocess.run(_as_postgres([str(self.bin / args[0]), *args[1:]]), check=True, capture_output=True)
+
+    def init(self) -> None:
+        self.sock.mkdir(parents=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.sock.parent, "postgres")
+            shutil.chown(self.sock, "postgres")
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+
+    def start(self) -> None:
+        opts = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.sock} -c fsync=off"
+        log = str(self.data / "log")
+        self._run("pg_ctl", "-D", str(self.data), "-o", opts, "-w", "-t", "30", "-l", log, "start")
+
+    def kill(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+
+@pytest.fixture
+def postgres() -> Iterator[Postgres]:
+    if _pg_bin() is None:
+        pytest.skip("PostgreSQL server binaries not installed (apt-get install postgresql)")
+    root = Path(tempfile.mkdtemp(prefix="flywheel-pg-"))  # pytest's tmp is private to root
+    root.chmod(0o755)
+    pg = Postgres(root)
+    try:
+        pg.init()
+        pg.start()
+        yield pg
+    finally:
+        subprocess.run(
+            _as_postgres([str(pg.bin / "pg_ctl"), "-D", str(pg.data), "-m", "immediate", "stop"]),
+            capture_output=True,
+            check=False,
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_postgres_killed_mid_load_loses_nothing(postgres: Postgres, tmp_path: Path) -> None:
+    logger = PredictionLogger(
+        postgres.url, tmp_path / "spool", flush_interval_s=0.02, retry_s=0.5, connect_timeout_s=1
+    )
+    total, sent = 600, 0
+    killed = restarted = False
+    stop = threading.Event()
+
+    def load() -> None:
+        nonlocal sent
+        for i in range(total):
+            logger.submit(record(i))
+            sent += 1
+            time.sleep(0.005)
+        stop.set()
+
+    t = threading.Thread(target=load)
+    t.start()
+    while not stop.is_set():
+        if not killed and sent >= 150:
+            postgres.kill()
+            killed = True
+        elif killed and not restarted and sent >= 400:
+            postgres.start()
+            restarted = True
+        time.sleep(0.01)
+    t.join()
+    assert killed and restarted
+    assert logger.flush(60, replayed=True), logger.stats()
+    stats = logger.stats()
+    logger.close()
+    assert stats["spooled"] > 0, "the outage was not noticed"
+    assert count_rows(postgres.url) == total
