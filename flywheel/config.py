@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -25,6 +26,19 @@ class Settings(BaseSettings):
     data_dir: Path = REPO_ROOT / "data"
     models_dir: Path = REPO_ROOT / "models"
     shared_data_dir: Path = REPO_ROOT.parent / "shared" / "data"
+
+    # MLflow (experiments/tracking.py, experiments/registry.py, `flywheel mlflow`)
+    mlflow_tracking_uri: str = Field(
+        "http://127.0.0.1:5000",
+        validation_alias=AliasChoices("FLYWHEEL_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI"),
+    )
+    mlflow_timeout_s: float = 2.0  # /health probe and per-request HTTP timeout: MLflow down never hangs
+    mlflow_experiment: str = "diarization"
+    mlflow_host: str = "127.0.0.1"
+    mlflow_port: int = 5000
+    mlflow_dir: Path = REPO_ROOT / "runtime" / "mlflow"  # SQLite DB, artifacts, pid file, log
+    model_cache_dir: Path = REPO_ROOT / "runtime" / "model-cache"  # champion ONNX files downloaded
+    reports_dir: Path = REPO_ROOT / "reports"  # gate evaluations: <reports_dir>/gate/<model>/v<version>
 
 
 @lru_cache
