@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 PROFILE ?= smoke
 
-.PHONY: help setup test lint data data-smoke data-full train-fast-cnn benchmark clean
+.PHONY: help setup test lint data data-smoke data-full train-fast-cnn benchmark clean mlflow mlflow-stop
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -30,6 +30,12 @@ data: data-smoke data-full  ## both profiles
 
 train-fast-cnn: setup  ## train the Fast CNN release recipe (resumes from checkpoints/)
 	$(BIN)/flywheel train --model fast-cnn --config full
+
+mlflow: setup  ## MLflow tracking server + registry at http://127.0.0.1:5000 (background; runtime/mlflow/)
+	$(BIN)/flywheel mlflow
+
+mlflow-stop:  ## stop the background MLflow server
+	$(BIN)/flywheel mlflow --stop
 
 clean:  ## remove generated reports and caches (keeps data/ and checkpoints/)
 	rm -rf reports .pytest_cache .ruff_cache

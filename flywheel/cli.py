@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -24,15 +25,10 @@ data_app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 
-# Serving side (serving/cli.py): A/B weights, prediction database, Serve runner, audio store.
-from serving.cli import ab_app, audio_app, db_app, serve_app  # noqa: E402
-
-app.add_typer(ab_app, name="ab")
-app.add_typer(db_app, name="db")
-app.add_typer(serve_app, name="serve")
-app.add_typer(audio_app, name="audio")
-
 PROFILE = typer.Option("smoke", "--profile", "-p", help="Data profile from params.yaml: smoke or full.")
+TRACK = typer.Option(
+    True, "--track/--no-track", help="Log the run to MLflow (skipped with a message when it is down)."
+)
 
 
 def _data_dir() -> Path:
@@ -134,15 +130,29 @@ def evaluate(
     out_dir: Path = typer.Option(
         None, "--out-dir", "-o", help="Report folder [default: reports/<system>/<set>]."
     ),
+    model_path: Path = typer.Option(
+        None, "--model-path", help="ONNX file for a neural system [default: params.yaml systems.<name>]."
+    ),
+    track: bool = TRACK,
 ) -> None:
     """Score a system: DER (pyannote.metrics, overlap scored) at collars 0 and 0.25, per file and total."""
-    from experiments.evaluate import evaluate as run_evaluation
-    from experiments.evaluate import print_report
+    from experiments.evaluate import evaluate_system, print_report
+    from experiments.tracking import log_evaluation
+    from flywheel.systems import get_system
 
     out_dir = out_dir or REPO_ROOT / "reports" / system / test_set.name
-    report = run_evaluation(system, test_set, out_dir)
+    diarizer = get_system(system, **({"model_path": model_path} if model_path else {}))
+    report = evaluate_system(diarizer, test_set, out_dir)
     print_report(report)
     typer.echo(f"report: {out_dir / 'report.json'}  hypotheses: {out_dir / 'rttm'}")
+    log_evaluation(
+        report,
+        out_dir,
+        system_name=system,
+        test_set=test_set,
+        model_path=getattr(diarizer, "model_path", None),
+        enabled=track,
+    )
 
 
 @app.command()
@@ -155,11 +165,12 @@ def train(
         None, "--out-dir", "-o", help="Checkpoints [default: checkpoints/<model>/<config>]."
     ),
     resume: bool = typer.Option(True, help="Resume from <out-dir>/last.pt when it exists."),
+    track: bool = TRACK,
 ) -> None:
     """Train a model on simulated conversations (early stopping on dev DER, resumable checkpoints)."""
     from training.train import train as run_training
 
-    summary = run_training(model, config, out_dir, resume=resume)
+    summary = run_training(model, config, out_dir, resume=resume, track=track)
     typer.echo(
         f"best dev DER {summary['best_dev_der']:.4f} (threshold {summary['best_threshold']}) "
         f"after {summary['epochs']} epochs -> {summary['checkpoint']}"
@@ -213,6 +224,147 @@ def tune(
     from experiments.tune import main as tune_main
 
     tune_main(system=system, dev_set=dev_set, write_params=write_params)
+
+
+@app.command("mlflow")
+def mlflow_server(
+    port: int = typer.Option(None, "--port", help="Port [default: 5000, FLYWHEEL_MLFLOW_PORT]."),
+    host: str = typer.Option(None, "--host", help="Interface [default: 127.0.0.1; keep it on loopback]."),
+    root: Path = typer.Option(None, "--root", help="SQLite DB, artifacts, pid and log [runtime/mlflow]."),
+    backend_store_uri: str = typer.Option(
+        None, "--backend-store-uri", help="Another backend (postgresql://...) [default: SQLite in --root]."
+    ),
+    artifacts_destination: str = typer.Option(
+        None, "--artifacts-destination", help="Another artifact store (s3://...) [default: <root>/artifacts]."
+    ),
+    foreground: bool = typer.Option(False, "--foreground", help="Stay attached (Ctrl-C stops the server)."),
+    stop: bool = typer.Option(False, "--stop", help="Stop the background server of the pid file."),
+    bootstrap: bool = typer.Option(True, help="Register the release models once the server is up."),
+    timeout: float = typer.Option(240.0, help="Seconds to wait for /health (first start: about 1 min)."),
+) -> None:
+    """Start the MLflow tracking server (UI + registry) in the background and wait for /health."""
+    from experiments.mlflow_server import (
+        ServerConfig,
+        ServerError,
+        launch,
+        start_server,
+        stop_server,
+        wait_healthy,
+    )
+
+    cfg = ServerConfig.from_settings(
+        port=port,
+        host=host,
+        root=root,
+        backend_store_uri=backend_store_uri,
+        artifacts_destination=artifacts_destination,
+    )
+    if stop:
+        stopped = stop_server(cfg)
+        typer.echo(f"stopped the MLflow server of {cfg.pid_file}" if stopped else "no MLflow server running")
+        return
+    if foreground:
+        proc = launch(cfg)
+        try:
+            if not wait_healthy(cfg.url, timeout, proc):
+                typer.secho(f"MLflow server did not come up: see {cfg.log_file}", fg="red", err=True)
+                raise typer.Exit(1)
+            _server_ready(cfg, bootstrap)
+            proc.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            stop_server(cfg)
+        return
+    try:
+        pid = start_server(cfg, timeout_s=timeout)
+    except ServerError as err:
+        typer.secho(str(err), fg="red", err=True)
+        raise typer.Exit(1) from None
+    _server_ready(cfg, bootstrap)
+    typer.echo(f"server pid {pid} ({cfg.pid_file}); stop it with `flywheel mlflow --stop`")
+
+
+def _server_ready(cfg: Any, bootstrap: bool) -> None:
+    """Announce the server and register the release models (a bootstrap error is reported, not fatal)."""
+    typer.echo(f"MLflow UI and API at {cfg.url} (log {cfg.log_file})")
+    if not bootstrap:
+        return
+    from experiments.registry import bootstrap_registry
+
+    try:
+        versions = bootstrap_registry(cfg.url)
+    except Exception as err:
+        typer.secho(f"registry bootstrap failed: {err}", fg="red", err=True)
+        return
+    for name, version in versions.items():
+        typer.echo(f"registry: {name} " + (f"version {version}" if version else "(no release model yet)"))
+
+
+@app.command()
+def register(
+    model: str = typer.Option(..., "--model", "-m", help="Registered model: fast-cnn or distilhubert."),
+    onnx: Path = typer.Option(
+        ..., "--onnx", exists=True, dir_okay=False, help="Exported ONNX file (flywheel export-onnx)."
+    ),
+    der_gate: float = typer.Option(
+        None, "--der-gate", help="Known DER on the gate set [default: evaluate it now]."
+    ),
+    gate_set: Path = typer.Option(None, "--gate-set", help="[default: params.yaml promotion.gate_set]"),
+    evaluate_now: bool = typer.Option(
+        True, "--evaluate/--no-evaluate", help="Evaluate on the gate set when --der-gate is not given."
+    ),
+    promote_now: bool = typer.Option(False, "--promote", help="Run the promotion gate right after."),
+) -> None:
+    """Register an ONNX model version with its DER, latency, dataset version and git commit."""
+    from experiments.mlflow_utils import dataset_version, git_commit
+    from experiments.promote import GateRules, registration_metrics
+    from experiments.registry import RegistryUnavailable, client_for
+    from experiments.registry import register as run_register
+
+    try:
+        client_for()  # fail fast, before a gate-set evaluation
+    except RegistryUnavailable as err:
+        typer.secho(str(err), fg="red", err=True)
+        raise typer.Exit(1) from None
+    gate = gate_set or GateRules.from_params().gate_set
+    metrics = registration_metrics(model, onnx, gate, der_gate=der_gate, evaluate_now=evaluate_now)
+    try:
+        version = run_register(model, onnx, metrics, dataset_version([gate]), git_commit(), gate_set=gate)
+    except RegistryUnavailable as err:
+        typer.secho(str(err), fg="red", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"registered {model} version {version} (der_gate {metrics.get('der_gate', 'unknown')})")
+    if promote_now:
+        promote(model=model, version=version, reevaluate=False)
+
+
+@app.command()
+def promote(
+    model: str = typer.Option(..., "--model", "-m", help="Registered model: fast-cnn or distilhubert."),
+    version: str = typer.Option(..., "--version", "-v", help="Model version number."),
+    reevaluate: bool = typer.Option(
+        False, "--reevaluate", help="Evaluate on the gate set even when a der_gate tag exists."
+    ),
+) -> None:
+    """DER-gated promotion: champion (DER <= max_der, no regression), challenger (beta) or refused."""
+    from experiments.promote import GateRules
+    from experiments.promote import promote as run_promote
+    from experiments.registry import RegistryUnavailable
+
+    rules = GateRules.from_params()
+    typer.echo(
+        f"gate on {rules.gate_set}: DER <= {rules.max_der:g} and <= champion + {rules.tolerance:g} "
+        f"-> champion; <= {rules.beta_max_der:g} -> challenger; above -> refused"
+    )
+    try:
+        decision = run_promote(model, version, rules=rules, reevaluate=reevaluate)
+    except RegistryUnavailable as err:
+        typer.secho(str(err), fg="red", err=True)
+        raise typer.Exit(1) from None
+    color = {"champion": "green", "challenger": "yellow"}.get(decision.action, "red")
+    typer.secho(decision.summary(), fg=color)
+    raise typer.Exit(1 if decision.refused else 0)
 
 
 @app.command()
