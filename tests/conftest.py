@@ -31,3 +31,21 @@ def smoke_data(tmp_path_factory: pytest.TempPathFactory, params: dict) -> Path:
         "smoke", root / "inventory" / "smoke", root / "conversations" / "smoke", params=params
     )
     return root
+
+
+@pytest.fixture(scope="session")
+def smoke_onnx(smoke_data: Path, params: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small ``fast-cnn`` ONNX model (``smoke`` recipe, one epoch, parity-checked export), built once.
+
+    Shared by the MLflow registry and serving tests: anything that needs a real exported model file.
+    """
+    from training.export import export_onnx
+    from training.train import train
+
+    root = tmp_path_factory.mktemp("smoke_model")
+    summary = train(
+        "fast-cnn", "smoke", out_dir=root / "ckpt", resume=False, params=params, data_dir=smoke_data
+    )
+    path = root / "fast-cnn.onnx"
+    export_onnx(summary["checkpoint"], path, optimization="extended")
+    return path
