@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 PROFILE ?= smoke
 
-.PHONY: help setup test lint data data-smoke data-full train-fast-cnn benchmark clean mlflow mlflow-stop
+.PHONY: help setup test lint data data-smoke data-full train-fast-cnn benchmark clean mlflow mlflow-stop up down load-test
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -36,6 +36,18 @@ mlflow: setup  ## MLflow tracking server + registry at http://127.0.0.1:5000 (ba
 
 mlflow-stop:  ## stop the background MLflow server
 	$(BIN)/flywheel mlflow --stop
+
+up: setup  ## start MLflow and Ray Serve on loopback (pid files under runtime/), print the URL
+	$(BIN)/flywheel db upgrade
+	$(BIN)/flywheel mlflow || echo "MLflow did not start: arms fall back to models/release/"
+	$(BIN)/flywheel serve up
+
+down:  ## stop what `make up` started (Ray Serve, MLflow)
+	-$(BIN)/flywheel serve down
+	-$(BIN)/flywheel mlflow --stop
+
+load-test:  ## load benchmark of the serving path (minutes; writes reports/benchmarks/load.json)
+	$(BIN)/python benchmarks/load.py
 
 clean:  ## remove generated reports and caches (keeps data/ and checkpoints/)
 	rm -rf reports .pytest_cache .ruff_cache

@@ -25,6 +25,14 @@ data_app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 
+# Serving side (serving/cli.py): A/B weights, prediction database, Serve runner, audio store.
+from serving.cli import ab_app, audio_app, db_app, serve_app  # noqa: E402
+
+app.add_typer(ab_app, name="ab")
+app.add_typer(db_app, name="db")
+app.add_typer(serve_app, name="serve")
+app.add_typer(audio_app, name="audio")
+
 PROFILE = typer.Option("smoke", "--profile", "-p", help="Data profile from params.yaml: smoke or full.")
 TRACK = typer.Option(
     True, "--track/--no-track", help="Log the run to MLflow (skipped with a message when it is down)."

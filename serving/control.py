@@ -87,8 +87,12 @@ def deploy(config: Mapping[str, Any], blocking: bool = True, timeout_s: float = 
     http["host"] = "127.0.0.1"
     cfg["http_options"] = http
     schema = ServeDeploySchema.model_validate(cfg)
-    serve.start(http_options=http, proxy_location=cfg.get("proxy_location", "HeadOnly"))
-    _client().deploy_apps(schema)
+    try:
+        client = _client()  # Serve already runs: its HTTP options stay as they are
+    except Exception:
+        serve.start(http_options=http, proxy_location=cfg.get("proxy_location", "HeadOnly"))
+        client = _client()
+    client.deploy_apps(schema)
     if blocking:
         for app in schema.applications:
             wait_running(app.name, timeout_s)

@@ -160,7 +160,7 @@ class PredictionLogger:
         spool_dir: str | Path,
         audio_store: AudioStore | None = None,
         batch_size: int = 256,
-        flush_interval_s: float = 0.2,
+        flush_interval_s: float = 0.5,
         retry_s: float = 2.0,
         auto_migrate: bool = True,
         connect_timeout_s: float = 5.0,
@@ -231,20 +231,26 @@ class PredictionLogger:
 
     # -- writer thread --------------------------------------------------------------------------
     def _drain(self) -> list[_Item]:
+        """Up to ``batch_size`` items, collected for at most ``flush_interval_s`` after the first one
+        (few, large transactions: the writer thread costs the request path as little CPU as possible)."""
         items: list[_Item] = []
         try:
             first = self._queue.get(timeout=self.flush_interval_s)
         except queue.Empty:
             return items
-        if first is not None:
-            items.append(first)
+        if first is None:
+            return items
+        items.append(first)
+        deadline = time.monotonic() + self.flush_interval_s
         while len(items) < self.batch_size:
+            left = deadline - time.monotonic()
             try:
-                item = self._queue.get_nowait()
+                item = self._queue.get(timeout=left) if left > 0 else self._queue.get_nowait()
             except queue.Empty:
                 break
-            if item is not None:
-                items.append(item)
+            if item is None:  # close(): write what we have now
+                break
+            items.append(item)
         return items
 
     def _store_audio(self, items: list[_Item]) -> list[PredictionRecord]:

@@ -28,12 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-dashboard", action="store_true", help="skip the dashboard (no `serve deploy`)")
     args = parser.parse_args(argv)
 
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-
     joined = bool(args.address)
     control.start_ray(args.address, num_cpus=args.num_cpus, dashboard=not args.no_dashboard)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # after ray.init, which installs its own handlers
+        signal.signal(sig, lambda *_: stop.set())
     config = control.load_config(args.config)
     try:
         control.deploy(config)
