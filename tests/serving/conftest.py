@@ -91,6 +91,7 @@ def live(smoke_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     config = control.load_config()
     config["http_options"]["port"] = port
     app = config["applications"][0]
+    app["args"]["embed_arms"] = False  # one deployment per arm (embedded arms: test_api.py, benchmarks)
     app["args"]["arms"] = {
         "fast-cnn": {"model_path": str(smoke_onnx), "poll_s": 0, "deployment": {"num_replicas": 1}},
         "distilhubert": {
