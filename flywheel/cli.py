@@ -224,14 +224,27 @@ def tune(
         "fast-cnn", "--system", "-s", help="System whose clustering threshold is tuned."
     ),
     dev_set: Path = typer.Option(
-        ..., "--dev-set", help="Dev folder of <uri>.wav + <uri>.rttm (never the test set)."
+        ..., "--dev-set", help="Dev folder of <uri>.wav + .rttm (never the test set)."
     ),
+    thresholds: str = typer.Option("0.1:1.0:0.02", help="Comma list or start:stop:step (stop included)."),
+    collar: float = typer.Option(0.0, help="DER collar in seconds."),
+    model_path: Path = typer.Option(None, help="ONNX model for neural systems [default: release model]."),
     write_params: bool = typer.Option(False, help="Write the best threshold into params.yaml."),
+    output: Path = typer.Option(None, help="Also write the DER table as JSON here."),
 ) -> None:
-    """Tune a system's clustering threshold on a dev set (DER, collar 0)."""
+    """Tune a system's clustering threshold on a dev set (lowest total DER)."""
     from experiments.tune import main as tune_main
 
-    tune_main(system=system, dev_set=dev_set, write_params=write_params)
+    tune_main(
+        dev_set=dev_set,
+        system=system,
+        thresholds=thresholds,
+        collar=collar,
+        write_params=write_params,
+        params_file=None,
+        output=output,
+        model_path=model_path,
+    )
 
 
 @app.command("mlflow")
