@@ -19,6 +19,18 @@ from numpy.lib.stride_tricks import sliding_window_view
 from flywheel.audio import SAMPLE_RATE
 
 
+def limit_blas_threads(threads: int = 1) -> None:
+    """Pin numpy's BLAS to ``threads`` for the rest of the process.
+
+    The mel projection is a small matrix product; with several OpenBLAS threads on a loaded 2-core
+    machine they spin-wait and it gets 10-30x slower. Called by the trainer, its data workers and the
+    inference pipeline.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads, user_api="blas")
+
+
 @dataclass(frozen=True)
 class FeatureConfig:
     """Front-end parameters (stored with every exported model)."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import scipy.fft
 from pyannote.core import Annotation, Segment, Timeline
 from scipy.signal import fftconvolve
 
@@ -145,10 +146,11 @@ def room_impulse_response(rng: np.random.Generator, rt60: float) -> np.ndarray:
 def coloured_noise(rng: np.random.Generator, n: int) -> np.ndarray:
     """White to brown noise (spectral slope drawn per conversation), unit RMS."""
     alpha = rng.uniform(0.0, 2.0)
-    spectrum = rng.standard_normal(n // 2 + 1) + 1j * rng.standard_normal(n // 2 + 1)
-    freqs = np.fft.rfftfreq(n, 1 / SAMPLE_RATE)
+    size = scipy.fft.next_fast_len(n, real=True)  # an n with large prime factors makes the FFT crawl
+    spectrum = rng.standard_normal(size // 2 + 1) + 1j * rng.standard_normal(size // 2 + 1)
+    freqs = np.fft.rfftfreq(size, 1 / SAMPLE_RATE)
     spectrum *= 1.0 / np.maximum(freqs, 20.0) ** (alpha / 2)
-    noise = np.fft.irfft(spectrum, n)
+    noise = scipy.fft.irfft(spectrum, size)[:n]
     return (noise / (np.sqrt(np.mean(noise**2)) + 1e-12)).astype(np.float32)
 
 

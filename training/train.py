@@ -23,6 +23,7 @@ from tqdm import tqdm
 from experiments.tracking import finish_training, training_tracker
 from flywheel.audio import load_audio
 from flywheel.config import get_settings, load_params
+from flywheel.features import limit_blas_threads
 from flywheel.metrics import aggregate, der_breakdown
 from flywheel.systems.neural import NeuralDiarizer, NeuralParams
 from flywheel.testset import iter_test_set
@@ -66,6 +67,10 @@ class TrainConfig:
                 f"unknown training config {name!r} for {model_type}; choose one of {sorted(recipes)}"
             )
         return cls(**recipes[name])
+
+
+def _init_worker(_: int) -> None:
+    limit_blas_threads(1)
 
 
 class TorchBackend:
@@ -182,8 +187,10 @@ def train(
 
     # persistent workers keep their audio cache; each pass over the loader advances their epoch
     dataset.set_epoch(state["epoch"])
+    limit_blas_threads(1)
     loader = DataLoader(
         dataset,
+        worker_init_fn=_init_worker,
         batch_size=cfg.batch_size,
         num_workers=cfg.workers,
         persistent_workers=cfg.workers > 0,

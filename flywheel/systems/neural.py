@@ -24,7 +24,7 @@ from scipy.optimize import linear_sum_assignment
 
 from flywheel.audio import SAMPLE_RATE
 from flywheel.clustering import agglomerative_cluster
-from flywheel.features import FeatureConfig, log_mel
+from flywheel.features import FeatureConfig, limit_blas_threads, log_mel
 from flywheel.stitching import aggregate, binarize, to_annotation
 
 # features (B, n_mels, T) -> (log-probs (B, T', 7), embeddings (B, 3, D))
@@ -84,6 +84,7 @@ class NeuralDiarizer:
         self.params = params or NeuralParams()
         self.features = features
         self.name = name
+        limit_blas_threads(1)
 
     # -- 1. model over sliding chunks -------------------------------------------------------------
     def chunk_starts(self, num_samples: int) -> np.ndarray:
