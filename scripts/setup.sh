@@ -9,6 +9,13 @@ command -v "$PY" >/dev/null || PY=python3
 
 if [ "${SKIP_APT:-0}" != "1" ]; then
   bash pipelines/install_packages.sh
+  # PostgreSQL server binaries: the prediction-log outage test kills a real server mid-load
+  # (the service itself defaults to SQLite and needs none of this).
+  if ! dpkg-query -W -f='${Status}' postgresql 2>/dev/null | grep -q "install ok installed"; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+  fi
 fi
 
 if [ ! -x .venv/bin/python ]; then
