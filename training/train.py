@@ -46,7 +46,7 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-2
     warmup_steps: int = 300
-    speaker_loss_weight: float = 0.5
+    speaker_loss_weight: float = 1.0
     margin: float = 0.2  # AAM margin, reached after warm-up (0 first: AAM from scratch collapses)
     margin_warmup_steps: int = 600
     margin_ramp_steps: int = 900

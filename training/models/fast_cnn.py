@@ -67,7 +67,9 @@ class FastCNN(nn.Module):
         super().__init__()
         self.cfg = cfg = cfg or FastCNNConfig()
         c = cfg.channels
-        self.input_norm = nn.InstanceNorm1d(cfg.n_mels, affine=True)  # per-chunk mean/variance norm
+        # Gain is removed per chunk (one scalar: the mean log energy), but not the spectral envelope,
+        # which carries speaker identity; per-bin statistics are global (BatchNorm).
+        self.input_norm = nn.BatchNorm1d(cfg.n_mels)
         self.stem = nn.Sequential(
             nn.Conv1d(cfg.n_mels, cfg.stem_channels, 3, stride=2, padding=1),
             nn.BatchNorm1d(cfg.stem_channels),
@@ -86,6 +88,8 @@ class FastCNN(nn.Module):
             nn.ReLU(),
             nn.Linear(cfg.embedding_hidden // 2, cfg.embedding_dim),
         )
+        # centres embeddings across speakers (x-vector style) so they cannot share one dominant direction
+        self.emb_norm = nn.BatchNorm1d(cfg.embedding_dim, affine=False)
         self.register_buffer("powerset_map", mapping_matrix(), persistent=False)
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,6 +101,7 @@ class FastCNN(nn.Module):
 
     def backbone(self, features: torch.Tensor) -> torch.Tensor:
         """``(B, n_mels, T)`` log-mel -> ``(B, C, T/4)`` hidden frames."""
+        features = features - features.mean(dim=(1, 2), keepdim=True)
         return self.blocks(self.stem(self.input_norm(features)))
 
     def segment(self, h: torch.Tensor) -> torch.Tensor:
@@ -109,7 +114,8 @@ class FastCNN(nn.Module):
         mean = torch.einsum("bct,btk->bkc", h, w)  # (B, 3, C)
         sq = torch.einsum("bct,btk->bkc", h * h, w)
         std = torch.sqrt((sq - mean * mean).clamp(min=1e-5))
-        e = self.emb_mlp(torch.cat([mean, std], dim=-1))
+        e = self.emb_mlp(torch.cat([mean, std], dim=-1))  # (B, 3, D)
+        e = self.emb_norm(e.reshape(-1, e.shape[-1])).reshape(e.shape)
         return F.normalize(e, dim=-1)
 
 

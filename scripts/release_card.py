@@ -1,0 +1,46 @@
+"""Write ``models/release/<name>.json`` (the release model card) from the benchmark report.
+
+The registry bootstrap reads it for the version's tags (``der_gate``, latency), so a fresh clone
+registers the release model with the numbers measured for it, not with made-up ones.
+
+    python scripts/release_card.py fast-cnn [--report reports/benchmarks/diarization.json]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import typer
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def main(
+    name: str = typer.Argument(..., help="Model name (fast-cnn or distilhubert)."),
+    report: Path = typer.Option(REPO / "reports/benchmarks/diarization.json", help="Benchmark JSON."),
+    gate_set: str = typer.Option("data/conversations/full/test", help="Set the DER was measured on."),
+) -> None:
+    """Copy the measured numbers of ``name`` into its release card."""
+    bench = json.loads(report.read_text())
+    entry = bench["systems"][name]
+    onnx = REPO / "models" / "release" / f"{name}.onnx"
+    card = {
+        "der_gate": entry["test"]["der_collar_0"],
+        "gate_set": gate_set,
+        "der_collar_0.25": entry["test"]["der_collar_0.25"],
+        "der_ami_debug_test": entry.get("ami_test", {}).get("der_collar_0"),
+        "latency_p50_ms": entry["forward"]["p50_ms"],
+        "latency_p99_ms": entry["forward"]["p99_ms"],
+        "real_time_factor": entry.get("long_file", {}).get("real_time_factor"),
+        "onnx_sha256": hashlib.sha256(onnx.read_bytes()).hexdigest(),
+        "machine": bench["machine"]["cpu"],
+    }
+    out = onnx.with_suffix(".json")
+    out.write_text(json.dumps(card, indent=2) + "\n")
+    typer.echo(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    typer.run(main)
