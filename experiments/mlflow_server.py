@@ -19,6 +19,7 @@ from pathlib import Path
 
 from experiments.mlflow_utils import health_ok
 from flywheel.config import get_settings
+from flywheel.processes import pid_alive
 
 
 class ServerError(RuntimeError):
@@ -90,16 +91,6 @@ def server_env() -> dict[str, str]:
     return env
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _is_mlflow(pid: int) -> bool:
     """The process looks like an MLflow server (guards against a recycled pid in a stale pid file)."""
     try:
@@ -114,7 +105,7 @@ def running_pid(cfg: ServerConfig) -> int | None:
         pid = int(cfg.pid_file.read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid if _alive(pid) and _is_mlflow(pid) else None
+    return pid if pid_alive(pid) and _is_mlflow(pid) else None
 
 
 def wait_healthy(url: str, timeout_s: float, proc: subprocess.Popen | None = None) -> bool:
@@ -176,11 +167,11 @@ def stop_server(cfg: ServerConfig, timeout_s: float = 15.0) -> bool:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and _alive(pid):
+    while time.monotonic() < deadline and pid_alive(pid):
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)  # reap it when it is our child
         time.sleep(0.2)
-    if _alive(pid):
+    if pid_alive(pid):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
     cfg.pid_file.unlink(missing_ok=True)

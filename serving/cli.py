@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from flywheel.processes import pid_alive
+
 if TYPE_CHECKING:
     from serving.settings import ServingSettings
 
@@ -119,7 +121,7 @@ def serve_up(
     from serving.control import CONFIG_PATH
 
     pid_file = _pid_file()
-    if pid_file.exists() and _alive(int(pid_file.read_text())):
+    if pid_file.exists() and pid_alive(int(pid_file.read_text())):
         typer.echo(f"already running (pid {pid_file.read_text().strip()})")
         return
     pid_file.parent.mkdir(parents=True, exist_ok=True)
@@ -142,14 +144,6 @@ def serve_up(
     raise typer.Exit(1)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
-
-
 @serve_app.command("down")
 def serve_down(timeout: float = typer.Option(90.0, help="Seconds to wait for a clean stop.")) -> None:
     """Stop what `serve up` started (SIGTERM to the runner, which stops Ray)."""
@@ -158,12 +152,12 @@ def serve_down(timeout: float = typer.Option(90.0, help="Seconds to wait for a c
         typer.echo("not running")
         return
     pid = int(pid_file.read_text())
-    if _alive(pid):
+    if pid_alive(pid):
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while _alive(pid) and time.monotonic() < deadline:
+        while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.5)
-        if _alive(pid):
+        if pid_alive(pid):
             os.killpg(pid, signal.SIGKILL)
     pid_file.unlink(missing_ok=True)
     typer.echo(f"stopped (pid {pid})")

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine, Table, insert
 
+from flywheel.processes import pid_alive
 from serving.audio_store import AudioStore
 from serving.db.engine import make_engine
 from serving.db.models import Prediction
@@ -91,16 +92,6 @@ def _insert_ignoring_duplicates(engine: Engine, table: Table, rows: list[dict[st
         conn.execute(stmt, rows)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class Spool:
     """Append-only JSONL files of records that could not be written yet (one file per process)."""
 
@@ -129,7 +120,7 @@ class Spool:
         for path in sorted(self.dir.glob("*.jsonl")):
             host, _, pid = path.stem.rpartition("-")
             mine = path == self.path
-            orphan = host == self.host and pid.isdigit() and not _pid_alive(int(pid))
+            orphan = host == self.host and pid.isdigit() and not pid_alive(int(pid))
             if (mine or orphan) and path.stat().st_size > 0:
                 out.append(path)
         return out
