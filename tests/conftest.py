@@ -34,18 +34,24 @@ def smoke_data(tmp_path_factory: pytest.TempPathFactory, params: dict) -> Path:
 
 
 @pytest.fixture(scope="session")
-def smoke_onnx(smoke_data: Path, params: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small ``fast-cnn`` ONNX model (``smoke`` recipe, one epoch, parity-checked export), built once.
-
-    Shared by the MLflow registry and serving tests: anything that needs a real exported model file.
-    """
-    from training.export import export_onnx
+def smoke_checkpoint(smoke_data: Path, params: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ``fast-cnn`` checkpoint trained once per session with the ``smoke`` recipe (one short epoch)."""
     from training.train import train
 
-    root = tmp_path_factory.mktemp("smoke_model")
-    summary = train(
-        "fast-cnn", "smoke", out_dir=root / "ckpt", resume=False, params=params, data_dir=smoke_data
-    )
-    path = root / "fast-cnn.onnx"
-    export_onnx(summary["checkpoint"], path, optimization="extended")
+    out = tmp_path_factory.mktemp("smoke_model") / "ckpt"
+    summary = train("fast-cnn", "smoke", out_dir=out, resume=False, params=params, data_dir=smoke_data)
+    assert summary["epochs"] == 1 and 0.0 <= summary["best_dev_der"] <= 2.0
+    return Path(summary["checkpoint"])
+
+
+@pytest.fixture(scope="session")
+def smoke_onnx(smoke_checkpoint: Path) -> Path:
+    """A small ``fast-cnn`` ONNX model (the smoke checkpoint, parity-checked export), built once.
+
+    Shared by the training, MLflow registry and serving tests: anything that needs a real model file.
+    """
+    from training.export import export_onnx
+
+    path = smoke_checkpoint.parent.parent / "fast-cnn.onnx"
+    export_onnx(smoke_checkpoint, path, optimization="extended")
     return path

@@ -13,13 +13,8 @@ from training.export import ParityError, export_onnx
 
 
 @pytest.fixture(scope="module")
-def trained(smoke_data: Path, params: dict, tmp_path_factory) -> Path:
-    from training.train import train
-
-    out = tmp_path_factory.mktemp("ckpt")
-    summary = train("fast-cnn", "smoke", out_dir=out, resume=False, params=params, data_dir=smoke_data)
-    assert summary["epochs"] == 1 and 0.0 <= summary["best_dev_der"] <= 2.0
-    return Path(summary["checkpoint"])
+def trained(smoke_checkpoint: Path) -> Path:
+    return smoke_checkpoint
 
 
 def test_checkpoint_resumes(trained: Path, smoke_data: Path, params: dict) -> None:
