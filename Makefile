@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 PROFILE ?= smoke
 
-.PHONY: help setup test lint data data-smoke data-full train-fast-cnn benchmark clean mlflow mlflow-stop up down load-test
+.PHONY: help setup test lint data data-smoke data-full train-fast-cnn release-fast-cnn benchmark clean mlflow mlflow-stop up down load-test
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -48,6 +48,14 @@ down:  ## stop what `make up` started (Ray Serve, MLflow)
 
 load-test:  ## load benchmark of the serving path (minutes; writes reports/benchmarks/load.json)
 	$(BIN)/python benchmarks/load.py
+
+release-fast-cnn: setup  ## export the trained Fast CNN, tune its threshold on dev, benchmark, write the release card
+	$(BIN)/flywheel export-onnx --checkpoint checkpoints/fast-cnn/full/best.pt --model-type fast-cnn \
+		--optimization-level extended --out models/release/fast-cnn.onnx
+	$(BIN)/flywheel tune --system fast-cnn --dev-set data/conversations/full/dev \
+		--model-path models/release/fast-cnn.onnx --thresholds 0.05:0.8:0.025 --write-params
+	$(BIN)/python benchmarks/diarization.py --systems baseline fast-cnn
+	$(BIN)/python scripts/release_card.py fast-cnn
 
 clean:  ## remove generated reports and caches (keeps data/ and checkpoints/)
 	rm -rf reports .pytest_cache .ruff_cache
