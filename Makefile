@@ -54,7 +54,7 @@ release-fast-cnn: setup  ## export the trained Fast CNN, tune its threshold on d
 		--optimization-level extended --out models/release/fast-cnn.onnx
 	$(BIN)/flywheel tune --system fast-cnn --dev-set data/conversations/full/dev \
 		--model-path models/release/fast-cnn.onnx --thresholds 0.05:0.8:0.025 --write-params
-	$(BIN)/python benchmarks/diarization.py --systems baseline fast-cnn
+	$(BIN)/python benchmarks/diarization.py --systems baseline,fast-cnn
 	$(BIN)/python scripts/release_card.py fast-cnn
 
 clean:  ## remove generated reports and caches (keeps data/ and checkpoints/)

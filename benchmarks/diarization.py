@@ -10,7 +10,7 @@ For every system (``baseline`` always included):
 * wall time and peak memory (max RSS of a fresh process) for diarizing one long file (default 1 h,
   made by concatenating test conversations).
 
-Usage: ``python benchmarks/diarization.py --systems baseline fast-cnn [--long-minutes 60]``.
+Usage: ``python benchmarks/diarization.py --systems baseline,fast-cnn [--long-minutes 60]``.
 Writes ``reports/benchmarks/diarization.json`` and prints markdown tables.
 """
 
@@ -95,7 +95,9 @@ print(json.dumps({{"seconds": elapsed, "audio_seconds": len(waveform) / 16000,
 
 
 def main(
-    systems: list[str] = typer.Option(["baseline", "fast-cnn"], "--systems", help="Systems to compare."),
+    systems_csv: str = typer.Option(
+        "baseline,fast-cnn", "--systems", help="Comma-separated systems to compare (baseline always runs)."
+    ),
     test_set: Path = typer.Option(Path("data/conversations/full/test"), help="Held-out simulated test set."),
     ami_test: Path = typer.Option(Path("data/ami-debug/test"), help="Real meetings test set."),
     runs: int = typer.Option(2000, help="Timed forward calls per model (after warm-up)."),
@@ -108,6 +110,7 @@ def main(
     from experiments.evaluate import evaluate_system
     from flywheel.systems import get_system
 
+    systems = [s.strip() for s in systems_csv.split(",") if s.strip()]
     if "baseline" not in systems:
         systems = ["baseline", *systems]
     report: dict[str, Any] = {"machine": machine(), "systems": {}}
