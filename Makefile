@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 PROFILE ?= smoke
+FAST_CNN_CKPT ?= checkpoints/fast-cnn/distil/best.pt
 
-.PHONY: help setup test lint data data-smoke data-full train-fast-cnn release-fast-cnn benchmark clean mlflow mlflow-stop up down load-test
+.PHONY: help setup test lint data data-smoke data-full train-fast-cnn release-fast-cnn train-distilhubert release-distilhubert benchmark clean mlflow mlflow-stop up down load-test
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -28,8 +29,13 @@ data-full: setup  ## build the full data (inventory, dev/test conversations) thr
 
 data: data-smoke data-full  ## both profiles
 
-train-fast-cnn: setup  ## train the Fast CNN release recipe (resumes from checkpoints/)
+train-fast-cnn: setup  ## train the Fast CNN release recipe: `full`, then `distil` (resume from checkpoints/)
 	$(BIN)/flywheel train --model fast-cnn --config full
+	$(BIN)/dvc repro teacher@full
+	$(BIN)/flywheel train --model fast-cnn --config distil
+
+train-distilhubert: setup  ## train DistilHuBERT from scratch (INIT=path/to/distilhubert for the pretrained start)
+	$(BIN)/flywheel train --model distilhubert --config full $(if $(INIT),--init-from $(INIT))
 
 mlflow: setup  ## MLflow tracking server + registry at http://127.0.0.1:5000 (background; runtime/mlflow/)
 	$(BIN)/flywheel mlflow
@@ -50,12 +56,23 @@ load-test:  ## load benchmark of the serving path (minutes; writes reports/bench
 	$(BIN)/python benchmarks/load.py
 
 release-fast-cnn: setup  ## export the trained Fast CNN, tune its threshold on dev, benchmark, write the release card
-	$(BIN)/flywheel export-onnx --checkpoint checkpoints/fast-cnn/full/best.pt --model-type fast-cnn \
+	$(BIN)/flywheel export-onnx --checkpoint $(FAST_CNN_CKPT) --model-type fast-cnn \
 		--optimization-level extended --out models/release/fast-cnn.onnx
 	$(BIN)/flywheel tune --system fast-cnn --dev-set data/conversations/full/dev \
 		--model-path models/release/fast-cnn.onnx --thresholds 0.05:0.8:0.025 --write-params
-	$(BIN)/python benchmarks/diarization.py --systems baseline,fast-cnn
+	$(BIN)/python benchmarks/diarization.py --systems baseline,fast-cnn,distilhubert
 	$(BIN)/python scripts/release_card.py fast-cnn
+
+release-distilhubert: setup  ## export DistilHuBERT (static int8), tune its threshold on dev, benchmark, write the card
+	$(BIN)/flywheel export-onnx --checkpoint checkpoints/distilhubert/full/best.pt --model-type distilhubert \
+		--optimization-level extended --quantize int8 --out models/release/distilhubert.onnx
+	$(BIN)/flywheel tune --system distilhubert --dev-set data/conversations/full/dev \
+		--model-path models/release/distilhubert.onnx --thresholds 0.05:0.95:0.025 --write-params
+	$(BIN)/python benchmarks/diarization.py --systems baseline,fast-cnn,distilhubert
+	$(BIN)/python scripts/release_card.py distilhubert
+
+benchmark: setup  ## accuracy + speed of every system side by side (reports/benchmarks/diarization.json)
+	$(BIN)/python benchmarks/diarization.py --systems baseline,fast-cnn,distilhubert
 
 clean:  ## remove generated reports and caches (keeps data/ and checkpoints/)
 	rm -rf reports .pytest_cache .ruff_cache

@@ -42,8 +42,12 @@ def forward_latency(system_name: str, runs: int, warmup: int) -> dict[str, Any] 
     if segmenter is None or not hasattr(segmenter, "metadata"):
         return None
     meta = segmenter.metadata
-    frames = int(round(meta.chunk_s * 16000)) // meta.features.hop
-    x = np.random.default_rng(0).standard_normal((1, meta.features.n_mels, frames)).astype(np.float32) - 5
+    from flywheel.features import model_input
+
+    audio = (np.random.default_rng(0).standard_normal(int(round(meta.chunk_s * 16000))) * 0.1).astype(
+        np.float32
+    )
+    x = model_input(audio, meta.features)[None]  # the model's real input for one chunk
     stats = time_calls(lambda: segmenter(x), runs, warmup)
     stats.update(chunk_s=meta.chunk_s, input_shape=list(x.shape), model=str(system.model_path))
     return stats

@@ -89,6 +89,24 @@ def data_ami(
     main(source=None, out_dir=out_dir or _data_dir() / "ami-debug")
 
 
+@data_app.command("teacher")
+def data_teacher(
+    profile: str = PROFILE,
+    inventory_dir: Path = typer.Option(None, help="Inventory directory [default: data/inventory/<profile>]."),
+    out: Path = typer.Option(None, help="Output file [default: data/teacher/<profile>.npz]."),
+    max_utterances: int = typer.Option(8, help="Utterances averaged per speaker."),
+) -> None:
+    """Resemblyzer d-vector of every training speaker: the target of embedding distillation."""
+    from pipelines.inventory import Inventory
+    from training.teacher import compute_teacher_vectors, save_teacher_vectors
+
+    inventory = Inventory.load(inventory_dir or _data_dir() / "inventory" / profile)
+    speakers, vectors = compute_teacher_vectors(inventory, max_utterances=max_utterances)
+    target = out or _data_dir() / "teacher" / f"{profile}.npz"
+    save_teacher_vectors(target, speakers, vectors)
+    typer.echo(f"{len(speakers)} teacher vectors -> {target}")
+
+
 @data_app.command("build")
 def data_build(profile: str = PROFILE) -> None:
     """Everything for a profile: inventory, conversations and ami-debug (what `dvc repro` runs)."""
@@ -174,11 +192,18 @@ def train(
     ),
     resume: bool = typer.Option(True, help="Resume from <out-dir>/last.pt when it exists."),
     track: bool = TRACK,
+    init_from: Path = typer.Option(
+        None,
+        "--init-from",
+        help="Start from these weights: a training checkpoint, or for distilhubert a local pretrained "
+        "encoder in the ntu-spml/distilhubert layout (directory with config.json + weights). "
+        "Nothing is downloaded.",
+    ),
 ) -> None:
     """Train a model on simulated conversations (early stopping on dev DER, resumable checkpoints)."""
     from training.train import train as run_training
 
-    summary = run_training(model, config, out_dir, resume=resume, track=track)
+    summary = run_training(model, config, out_dir, resume=resume, track=track, init_from=init_from)
     typer.echo(
         f"best dev DER {summary['best_dev_der']:.4f} (threshold {summary['best_threshold']}) "
         f"after {summary['epochs']} epochs -> {summary['checkpoint']}"
@@ -195,9 +220,14 @@ def export_onnx(
         "--optimization-level",
         help="onnxruntime graph optimisation: disabled, basic, extended, all.",
     ),
-    quantize: str = typer.Option(None, "--quantize", help="int8: dynamic int8 quantisation of MatMul/Gemm."),
+    quantize: str = typer.Option(
+        None,
+        "--quantize",
+        help="int8: dynamic int8 MatMul/Gemm (fast-cnn) or static int8 Conv/MatMul calibrated on dev "
+        "conversations (distilhubert).",
+    ),
     tolerance: float = typer.Option(
-        None, help="Max abs difference allowed vs PyTorch [default: 1e-3, int8 0.05]."
+        None, help="Max abs difference allowed vs PyTorch [default: 1e-3; int8 0.05; static int8 0.25]."
     ),
 ) -> None:
     """Export a checkpoint to ONNX with graph optimisation, optional int8, and a parity check."""

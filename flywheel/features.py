@@ -41,6 +41,7 @@ class FeatureConfig:
     hop: int = 160  # 10 ms
     fmin: float = 20.0
     fmax: float = 7600.0
+    kind: str = "log_mel"  # model input: "log_mel" (n_mels, frames) or "waveform" (samples,)
 
 
 def _hz_to_mel(f: np.ndarray) -> np.ndarray:
@@ -96,3 +97,18 @@ def log_mel(
         power = spec.real**2 + spec.imag**2
         np.log(power @ fb_t + 1e-6, out=out[b0:b1])
     return out.T
+
+
+INPUT_KINDS = ("log_mel", "waveform")
+
+
+def model_input(waveform: np.ndarray, cfg: FeatureConfig = FeatureConfig()) -> np.ndarray:
+    """What a model is fed for one chunk: its log-mel spectrogram, or the float32 samples themselves.
+
+    The one place training data and the inference path turn audio into model input.
+    """
+    if cfg.kind == "log_mel":
+        return log_mel(waveform, cfg)
+    if cfg.kind == "waveform":
+        return np.asarray(waveform, dtype=np.float32).copy()
+    raise ValueError(f"unknown model input kind {cfg.kind!r}; choose one of {INPUT_KINDS}")

@@ -17,7 +17,7 @@ from pyannote.core import Annotation
 from torch.utils.data import IterableDataset, get_worker_info
 
 from flywheel.audio import SAMPLE_RATE
-from flywheel.features import FeatureConfig, log_mel
+from flywheel.features import FeatureConfig, model_input
 from pipelines.build_conversations import conversation_seed
 from pipelines.inventory import Inventory
 from pipelines.simulate import AudioCache, SimulationConfig, simulate_conversation
@@ -118,7 +118,7 @@ class ConversationChunks(IterableDataset):
             audio = conv.waveform[s : s + n] * np.float32(10 ** (rng.uniform(-6, 6) / 20))
             labels, speakers = frame_labels(conv.reference, s / SAMPLE_RATE, self.chunk)
             ids = np.array([self.speaker_index.get(spk, -1) for spk in speakers], dtype=np.int64)
-            yield log_mel(audio, self.features), labels, ids
+            yield model_input(audio, self.features), labels, ids
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         info = get_worker_info()

@@ -1,9 +1,15 @@
 """Export a trained checkpoint to ONNX, optimise it with onnxruntime, optionally quantise it to int8,
 and check parity against PyTorch (fails loudly above tolerance).
 
-The exported graph takes log-mel features ``(batch, n_mels, frames)`` (dynamic batch and length) and
-returns ``(logprobs, embeddings)``; the feature front-end is :func:`flywheel.features.log_mel`, shared
-exactly with training. Model metadata (type, chunk and frame length, feature config) is embedded.
+The exported graph takes the model input of :func:`flywheel.features.model_input` (log-mel features
+``(batch, n_mels, frames)`` for the Fast CNN, the waveform ``(batch, samples)`` for DistilHuBERT), shared
+exactly with training, and returns ``(logprobs, embeddings)``. Model metadata (type, chunk and frame
+length, feature config) is embedded.
+
+int8: the Fast CNN's cost is in its MatMul/Gemm-like pointwise layers, so weights are quantised
+dynamically; DistilHuBERT's cost is in its convolutional feature encoder, where dynamic ConvInteger
+is slower than float, so it is quantised statically (QLinearConv/QLinearMatMul) with activation
+ranges calibrated on real dev conversations.
 """
 
 from __future__ import annotations
@@ -18,12 +24,14 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from flywheel.features import FeatureConfig
+from flywheel.audio import SAMPLE_RATE
+from flywheel.features import FeatureConfig, model_input
 from flywheel.onnx_model import METADATA_KEY, ModelMetadata, OnnxSegmenter, session_options
 from training.models.registry import build_model
 
 OPTIMIZATION_LEVELS = ("disabled", "basic", "extended", "all")
-DEFAULT_TOLERANCE = {"fp32": 1e-3, "int8": 0.05}
+DEFAULT_TOLERANCE = {"fp32": 1e-3, "int8": 0.05, "int8-static": 0.25}
+CALIBRATION_CHUNKS = 32
 
 
 class ParityError(RuntimeError):
@@ -39,6 +47,50 @@ def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     return model.eval(), ckpt
 
 
+def checkpoint_features(
+    model: torch.nn.Module, ckpt: dict[str, Any], n_mels: int | None = None
+) -> FeatureConfig:
+    """The model input configuration a checkpoint was trained with (log-mel for older checkpoints)."""
+    stored = dict(ckpt.get("features") or {})
+    if stored.get("kind", "log_mel") == "log_mel":
+        stored["n_mels"] = n_mels or getattr(model.cfg, "n_mels", FeatureConfig.n_mels)
+    return FeatureConfig(**stored)
+
+
+def example_input(feats: FeatureConfig, num_samples: int, batch: int, seed: int = 0) -> np.ndarray:
+    """A random model input of the right shape (speech-like levels) for tracing and parity."""
+    rng = np.random.default_rng(seed)
+    if feats.kind == "waveform":
+        return (rng.standard_normal((batch, num_samples)) * 0.1).astype(np.float32)
+    frames = num_samples // feats.hop
+    return (rng.standard_normal((batch, feats.n_mels, frames)) * 2 - 5).astype(np.float32)
+
+
+def calibration_inputs(
+    feats: FeatureConfig, num_samples: int, data_dir: Path | None = None, count: int = CALIBRATION_CHUNKS
+) -> list[np.ndarray]:
+    """Model inputs of ``count`` chunks of real dev conversations (random input when none are built)."""
+    from flywheel.audio import load_audio
+    from flywheel.config import get_settings
+
+    root = Path(data_dir or get_settings().data_dir) / "conversations"
+    wavs = sorted(root.glob("*/dev/audio/*.wav")) or sorted(root.glob("*/dev/**/*.wav"))
+    chunks: list[np.ndarray] = []
+    rng = np.random.default_rng(0)
+    for wav in wavs:
+        audio = load_audio(wav)
+        if len(audio) < num_samples:
+            continue
+        for start in rng.integers(0, len(audio) - num_samples + 1, size=4):
+            chunks.append(model_input(audio[start : start + num_samples], feats)[None])
+        if len(chunks) >= count:
+            break
+    if not chunks:
+        print(f"no dev conversations under {root}: calibrating int8 ranges on random input")
+        chunks = [example_input(feats, num_samples, 1, seed) for seed in range(4)]
+    return chunks[:count]
+
+
 def export_onnx(
     checkpoint: str | Path,
     out_path: str | Path,
@@ -46,11 +98,14 @@ def export_onnx(
     quantize: str | None = None,
     tolerance: float | None = None,
     n_mels: int | None = None,
+    data_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Export, optimise, (quantise), embed metadata and verify parity; returns a report dict.
 
+    ``data_dir``: where dev conversations are found for static int8 calibration (waveform models).
+
     Raises:
-        ParityError: max |onnx - torch| of the powerset probabilities above ``tolerance``.
+        ParityError: max |onnx - torch| of the powerset probabilities or embeddings above ``tolerance``.
     """
     if optimization not in OPTIMIZATION_LEVELS:
         raise ValueError(f"optimization must be one of {OPTIMIZATION_LEVELS}")
@@ -58,9 +113,16 @@ def export_onnx(
         raise ValueError("quantize must be None or 'int8'")
     model, ckpt = load_checkpoint(checkpoint)
     chunk = ckpt["chunk"]
-    feats_cfg = FeatureConfig(n_mels=n_mels or model.cfg.n_mels)
-    frames = int(round(chunk["chunk_s"] * 16000)) // feats_cfg.hop
-    example = torch.randn(2, feats_cfg.n_mels, frames)
+    feats_cfg = checkpoint_features(model, ckpt, n_mels)
+    num_samples = int(round(chunk["chunk_s"] * SAMPLE_RATE))
+    example = torch.from_numpy(example_input(feats_cfg, num_samples, 2))
+    if feats_cfg.kind == "waveform":
+        dynamic = ({0: torch.export.Dim("batch")},)  # fixed chunk length: the diarizer only sends chunks
+    else:
+        dynamic = ({0: torch.export.Dim("batch"), 2: torch.export.Dim("frames")},)
+    method = None
+    if quantize == "int8":
+        method = "static" if feats_cfg.kind == "waveform" else "dynamic"
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -73,19 +135,24 @@ def export_onnx(
                 str(raw),
                 input_names=["features"],
                 output_names=["logprobs", "embeddings"],
-                dynamic_shapes=({0: torch.export.Dim("batch"), 2: torch.export.Dim("frames")},),
+                dynamic_shapes=dynamic,
                 dynamo=True,
                 verbose=False,
                 external_data=False,
             )
         current = raw
+        if method == "static":
+            # calibrate on the float graph before onnxruntime fuses it (fused ops are not quantisable)
+            current = _quantize_static(
+                current, Path(tmp), calibration_inputs(feats_cfg, num_samples, data_dir)
+            )
         if optimization != "disabled":
             opt = Path(tmp) / "opt.onnx"
             so = session_options(1, optimization)
             so.optimized_model_filepath = str(opt)
             ort.InferenceSession(str(current), so, providers=["CPUExecutionProvider"])
             current = opt
-        if quantize == "int8":
+        if method == "dynamic":
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             q = Path(tmp) / "int8.onnx"
@@ -104,6 +171,7 @@ def export_onnx(
                 "threshold": ckpt.get("threshold"),
                 "optimization": optimization,
                 "quantize": quantize or "none",
+                "quantize_method": method or "none",
             },
         )
         del proto.metadata_props[:]
@@ -111,8 +179,9 @@ def export_onnx(
         entry.key, entry.value = METADATA_KEY, meta.to_json()
         onnx.save(proto, str(out_path))
 
-    tolerance = tolerance if tolerance is not None else DEFAULT_TOLERANCE["int8" if quantize else "fp32"]
-    diff = parity(model, out_path, feats_cfg.n_mels, frames)
+    if tolerance is None:
+        tolerance = DEFAULT_TOLERANCE["int8-static" if method == "static" else "int8" if method else "fp32"]
+    diff = parity(model, out_path, example_input(feats_cfg, num_samples, 3, seed=1))
     report = {
         "onnx": str(out_path),
         "bytes": out_path.stat().st_size,
@@ -120,16 +189,42 @@ def export_onnx(
         "tolerance": tolerance,
         "optimization": optimization,
         "quantize": quantize or "none",
+        "quantize_method": method or "none",
     }
     if diff > tolerance:
         raise ParityError(f"ONNX/PyTorch parity failed: max abs diff {diff:.3g} > tolerance {tolerance:g}")
     return report
 
 
-def parity(model: torch.nn.Module, onnx_path: Path, n_mels: int, frames: int, seed: int = 0) -> float:
+def _quantize_static(model_path: Path, tmp: Path, inputs: list[np.ndarray]) -> Path:
+    """QOperator int8 (QLinearConv/QLinearMatMul), activation ranges from ``inputs``."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._items = iter([{"features": x} for x in inputs])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._items, None)
+
+    pre = tmp / "pre.onnx"
+    quant_pre_process(str(model_path), str(pre), skip_symbolic_shape=True)
+    out = tmp / "int8.onnx"
+    quantize_static(
+        str(pre),
+        str(out),
+        Reader(),
+        quant_format=QuantFormat.QOperator,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=["Conv", "MatMul", "Gemm"],
+    )
+    return out
+
+
+def parity(model: torch.nn.Module, onnx_path: Path, x: np.ndarray) -> float:
     """Max abs difference of powerset probabilities and embeddings between torch and onnxruntime."""
-    rng = np.random.default_rng(seed)
-    x = (rng.standard_normal((3, n_mels, frames)) * 2 - 5).astype(np.float32)
     with torch.no_grad():
         t_lp, t_emb = model(torch.from_numpy(x))
     o_lp, o_emb = OnnxSegmenter(onnx_path)(x)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from tqdm import tqdm
 from experiments.tracking import finish_training, training_tracker
 from flywheel.audio import load_audio
 from flywheel.config import get_settings, load_params
-from flywheel.features import limit_blas_threads
+from flywheel.features import FeatureConfig, limit_blas_threads
 from flywheel.metrics import aggregate, der_breakdown
 from flywheel.systems.neural import NeuralDiarizer, NeuralParams
 from flywheel.testset import iter_test_set
@@ -32,6 +33,7 @@ from pipelines.simulate import SimulationConfig
 from training.data import ChunkConfig, ConversationChunks, conversations_for_hours
 from training.losses import AAMSoftmax, pit_powerset_loss
 from training.models.registry import build_model
+from training.teacher import load_teacher_targets
 
 
 @dataclass
@@ -47,6 +49,10 @@ class TrainConfig:
     weight_decay: float = 1e-2
     warmup_steps: int = 300
     speaker_loss_weight: float = 1.0
+    distill_weight: float = 0.0  # cosine loss to the speaker's teacher d-vector (training/teacher.py)
+    teacher: str | None = None  # teacher vectors, relative to the data directory (e.g. teacher/full.npz)
+    init_from: str | None = None  # checkpoint (best.pt/last.pt) whose weights start this recipe
+    data_epoch_offset: int = 0  # start at this data epoch (a continued recipe sees new conversations)
     margin: float = 0.2  # AAM margin, reached after warm-up (0 first: AAM from scratch collapses)
     margin_warmup_steps: int = 600
     margin_ramp_steps: int = 900
@@ -91,10 +97,11 @@ def dev_der(
     chunk: ChunkConfig,
     thresholds: list[float],
     limit: int | None = None,
+    features: FeatureConfig = FeatureConfig(),
 ) -> tuple[float, float]:
     """Best dev DER (collar 0, overlap scored) over ``thresholds``; returns ``(der, threshold)``."""
     model.eval()
-    diarizer = NeuralDiarizer(TorchBackend(model), chunk.chunk_s, chunk.frame_s, NeuralParams())
+    diarizer = NeuralDiarizer(TorchBackend(model), chunk.chunk_s, chunk.frame_s, NeuralParams(), features)
     items = list(iter_test_set(dev_dir))[:limit]
     prepared = [(item, diarizer.prepare(load_audio(item.audio_path))) for item in items]
     best = (math.inf, thresholds[0])
@@ -122,14 +129,20 @@ def train(
     params: dict[str, Any] | None = None,
     data_dir: Path | None = None,
     track: bool = False,
+    init_from: str | Path | None = None,
 ) -> dict[str, Any]:
     """Train ``model_type`` with recipe ``config_name``; returns the summary (also ``summary.json``).
+
+    ``init_from`` (overrides the recipe's): a training checkpoint of the same model, or for
+    ``distilhubert`` a local pretrained encoder in the ``ntu-spml/distilhubert`` layout.
 
     ``track``: log the run to MLflow (params, per-epoch metrics, best model as ONNX); a no-op with a
     printed message when MLflow is unreachable (see :mod:`experiments.tracking`).
     """
     params = params or load_params()
     cfg = TrainConfig.load(model_type, config_name, params)
+    if init_from:
+        cfg.init_from = str(init_from)
     data_dir = data_dir or get_settings().data_dir
     out = Path(out_dir or Path("checkpoints") / model_type / config_name)
     out.mkdir(parents=True, exist_ok=True)
@@ -143,6 +156,7 @@ def train(
         params["simulation"], duration_s=profile["conversations"]["duration_s"]
     )
     chunk = ChunkConfig(**params["models"][model_type]["chunk"])
+    features = FeatureConfig(**params["models"][model_type].get("features", {}))
     hours = cfg.train_hours or profile["train_hours"]
     dataset = ConversationChunks(
         inventory,
@@ -150,11 +164,19 @@ def train(
         chunk,
         conversations_for_hours(hours, sim.duration_s),
         params["seed"],
+        features=features,
         coverage=cfg.coverage,
     )
 
     model = build_model(model_type, params)
     speaker_head = AAMSoftmax(model.cfg.embedding_dim, len(dataset.speaker_index), margin=0.0)
+    if cfg.init_from and not (resume and (out / "last.pt").exists()):
+        _init_weights(model, speaker_head, Path(cfg.init_from))
+    teacher = None
+    if cfg.distill_weight > 0:
+        if not cfg.teacher:
+            raise ValueError("distill_weight > 0 needs `teacher` (run `flywheel data teacher` first)")
+        teacher = torch.from_numpy(load_teacher_targets(data_dir / cfg.teacher, dataset.speaker_index))
     optimizer = torch.optim.AdamW(
         [*model.parameters(), *speaker_head.parameters()], lr=cfg.lr, weight_decay=cfg.weight_decay
     )
@@ -186,7 +208,7 @@ def train(
     tracker.set_tags({"resumed_from_epoch": state["epoch"]})
 
     # persistent workers keep their audio cache; each pass over the loader advances their epoch
-    dataset.set_epoch(state["epoch"])
+    dataset.set_epoch(state["epoch"] + cfg.data_epoch_offset)
     limit_blas_threads(1)
     loader = DataLoader(
         dataset,
@@ -209,24 +231,27 @@ def train(
                 group["lr"] = _lr_at(state["step"], total_steps, cfg)
             ramp = (state["step"] - cfg.margin_warmup_steps) / max(1, cfg.margin_ramp_steps)
             speaker_head.margin = cfg.margin * min(1.0, max(0.0, ramp))
-            seg_loss, spk_loss = training_step(model, speaker_head, feats, labels, speaker_ids, cfg)
-            loss = seg_loss + cfg.speaker_loss_weight * spk_loss
+            seg_loss, spk_loss, kd_loss = training_step(
+                model, speaker_head, feats, labels, speaker_ids, cfg, teacher
+            )
+            loss = seg_loss + cfg.speaker_loss_weight * spk_loss + cfg.distill_weight * kd_loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             optimizer.step()
             state["step"] += 1
-            losses.append((seg_loss.item(), spk_loss.item()))
+            losses.append((seg_loss.item(), spk_loss.item(), kd_loss.item()))
             if i % 10 == 0:
-                seg_m, spk_m = np.mean(losses[-50:], axis=0)
-                bar.set_postfix(seg=f"{seg_m:.3f}", spk=f"{spk_m:.3f}")
-        der, threshold = dev_der(model, dev_dir, chunk, cfg.dev_thresholds, cfg.dev_files)
-        seg_m, spk_m = np.mean(losses, axis=0) if losses else (math.nan, math.nan)
+                seg_m, spk_m, kd_m = np.mean(losses[-50:], axis=0)
+                bar.set_postfix(seg=f"{seg_m:.3f}", spk=f"{spk_m:.3f}", kd=f"{kd_m:.3f}")
+        der, threshold = dev_der(model, dev_dir, chunk, cfg.dev_thresholds, cfg.dev_files, features)
+        seg_m, spk_m, kd_m = np.mean(losses, axis=0) if losses else (math.nan,) * 3
         record = {
             "epoch": epoch + 1,
             "step": state["step"],
             "seg_loss": float(seg_m),
             "spk_loss": float(spk_m),
+            "distill_loss": float(kd_m),
             "dev_der": der,
             "dev_threshold": threshold,
             "elapsed_s": time.perf_counter() - started,
@@ -243,6 +268,7 @@ def train(
                     "model_type": model_type,
                     "config": model.cfg.as_dict(),
                     "chunk": chunk.__dict__,
+                    "features": features.__dict__,
                     "dev_der": der,
                     "threshold": threshold,
                     "epoch": epoch + 1,
@@ -283,8 +309,14 @@ def training_step(
     labels: torch.Tensor,
     speaker_ids: torch.Tensor,
     cfg: TrainConfig,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Segmentation loss (PIT powerset) and speaker loss for one batch."""
+    teacher: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Segmentation (PIT powerset), speaker (AAM) and distillation losses for one batch.
+
+    ``teacher``: ``(num_speakers, D)`` centred unit teacher vectors; the distillation loss is the mean
+    cosine distance between each valid local-speaker embedding and its speaker's teacher vector
+    (zero without a teacher).
+    """
     hidden = model.backbone(feats)
     logprobs = model.segment(hidden)
     seg_loss, perm = pit_powerset_loss(logprobs, labels)
@@ -294,8 +326,35 @@ def training_step(
     alone = labels * (labels.sum(dim=2, keepdim=True) == 1)  # (B, T, 3) single-speaker frames
     embeddings = model.embed(hidden, alone)
     valid = (alone.sum(dim=1) >= cfg.min_embedding_frames) & (speaker_ids >= 0)
-    if valid.any():
-        spk_loss = speaker_head(embeddings[valid], speaker_ids[valid])
-    else:
-        spk_loss = embeddings.sum() * 0.0
-    return seg_loss, spk_loss
+    zero = embeddings.sum() * 0.0
+    if not valid.any():
+        return seg_loss, zero, zero
+    spk_loss = speaker_head(embeddings[valid], speaker_ids[valid])
+    kd_loss = zero
+    if teacher is not None:
+        targets = teacher[speaker_ids[valid]]
+        kd_loss = (1 - torch.nn.functional.cosine_similarity(embeddings[valid], targets, dim=-1)).mean()
+    return seg_loss, spk_loss, kd_loss
+
+
+def _init_weights(model: torch.nn.Module, speaker_head: AAMSoftmax, path: Path) -> None:
+    """Start from the weights of another run (its speaker head too when the speaker set matches), or
+    from a pretrained encoder (a Hugging Face directory, ``.safetensors`` or ``.bin``) for models that
+    have a ``load_pretrained`` (DistilHuBERT)."""
+    if not path.exists():
+        raise FileNotFoundError(f"init_from {path} not found")
+    if path.is_dir() or path.suffix in (".safetensors", ".bin"):
+        module = sys.modules[type(model).__module__]
+        if not hasattr(module, "load_pretrained"):
+            raise ValueError(f"{type(model).__name__} cannot load pretrained encoder weights from {path}")
+        missing = module.load_pretrained(model, path)
+        print(
+            f"pretrained encoder from {path}" + (f" ({len(missing)} tensors left random)" if missing else "")
+        )
+        return
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    model.load_state_dict(ckpt["model"])
+    head = ckpt.get("speaker_head")
+    if head is not None and head["weight"].shape == speaker_head.weight.shape:
+        speaker_head.load_state_dict(head)
+    print(f"initialised from {path} (speaker head {'kept' if head is not None else 'new'})")

@@ -24,7 +24,7 @@ from scipy.optimize import linear_sum_assignment
 
 from flywheel.audio import SAMPLE_RATE
 from flywheel.clustering import agglomerative_cluster
-from flywheel.features import FeatureConfig, limit_blas_threads, log_mel
+from flywheel.features import FeatureConfig, limit_blas_threads, model_input
 from flywheel.stitching import aggregate, binarize, to_annotation
 
 # features (B, n_mels, T) -> (log-probs (B, T', 7), embeddings (B, 3, D))
@@ -108,7 +108,7 @@ class NeuralDiarizer:
         activities, embeddings = [], []
         for b0 in range(0, len(starts), self.params.batch_size):
             batch = starts[b0 : b0 + self.params.batch_size]
-            feats = np.stack([log_mel(padded[s : s + n_chunk], self.features) for s in batch])
+            feats = np.stack([model_input(padded[s : s + n_chunk], self.features) for s in batch])
             logprobs, emb = self.backend(feats)
             activities.append(POWERSET[logprobs.argmax(axis=-1)])
             embeddings.append(emb)

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.models.powerset import MAX_SPEAKERS, NUM_CLASSES, mapping_matrix
+from training.models.heads import LocalDiarizationModel, count_parameters
 
 
 @dataclass
@@ -58,7 +58,7 @@ class Block(nn.Module):
         return x + y * gate.unsqueeze(2)
 
 
-class FastCNN(nn.Module):
+class FastCNN(LocalDiarizationModel):
     """``forward(features[B, n_mels, T]) -> (powerset_logprobs[B, T/4, 7], embeddings[B, 3, D])``."""
 
     frame_hop: int = 4  # output frames per 4 input frames (40 ms)
@@ -79,46 +79,12 @@ class FastCNN(nn.Module):
             nn.ReLU(),
         )
         self.blocks = nn.Sequential(*[Block(c, cfg.expansion, cfg.kernel_size, d) for d in cfg.dilations])
-        self.seg_head = nn.Conv1d(c, NUM_CLASSES, 1)
-        self.emb_mlp = nn.Sequential(
-            nn.Linear(2 * c, cfg.embedding_hidden),
-            nn.LayerNorm(cfg.embedding_hidden),
-            nn.ReLU(),
-            nn.Linear(cfg.embedding_hidden, cfg.embedding_hidden // 2),
-            nn.ReLU(),
-            nn.Linear(cfg.embedding_hidden // 2, cfg.embedding_dim),
-        )
-        # centres embeddings across speakers (x-vector style) so they cannot share one dominant direction
-        self.emb_norm = nn.BatchNorm1d(cfg.embedding_dim, affine=False)
-        self.register_buffer("powerset_map", mapping_matrix(), persistent=False)
-
-    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.backbone(features)
-        logprobs = self.segment(h)
-        # weight of each frame for speaker k: probability that k speaks alone (classes 1..3)
-        weights = logprobs[..., 1 : 1 + MAX_SPEAKERS].exp()  # (B, T', 3)
-        return logprobs, self.embed(h, weights)
+        self._init_heads(c, cfg.embedding_hidden, cfg.embedding_dim)
 
     def backbone(self, features: torch.Tensor) -> torch.Tensor:
         """``(B, n_mels, T)`` log-mel -> ``(B, C, T/4)`` hidden frames."""
         features = features - features.mean(dim=(1, 2), keepdim=True)
         return self.blocks(self.stem(self.input_norm(features)))
 
-    def segment(self, h: torch.Tensor) -> torch.Tensor:
-        """Hidden frames -> ``(B, T', 7)`` powerset log-probabilities."""
-        return F.log_softmax(self.seg_head(h).transpose(1, 2), dim=-1)
 
-    def embed(self, h: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """Weighted mean+std statistics pooling per local speaker -> MLP -> L2-normalised embeddings."""
-        w = weights / (weights.sum(dim=1, keepdim=True) + 1e-4)  # (B, T', 3)
-        mean = torch.einsum("bct,btk->bkc", h, w)  # (B, 3, C)
-        sq = torch.einsum("bct,btk->bkc", h * h, w)
-        std = torch.sqrt((sq - mean * mean).clamp(min=1e-5))
-        e = self.emb_mlp(torch.cat([mean, std], dim=-1))  # (B, 3, D)
-        e = self.emb_norm(e.reshape(-1, e.shape[-1])).reshape(e.shape)
-        return F.normalize(e, dim=-1)
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+__all__ = ["FastCNN", "FastCNNConfig", "count_parameters"]

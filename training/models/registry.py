@@ -14,11 +14,18 @@ MODEL_TYPES = ("fast-cnn", "distilhubert")
 def build_model(model_type: str, params: dict[str, Any] | None = None, **overrides: Any) -> nn.Module:
     """A freshly initialised model of ``model_type`` with the architecture from params.yaml."""
     params = params or load_params()
-    arch = {k: v for k, v in params["models"][model_type].items() if k != "chunk"}
+    arch = {k: v for k, v in params["models"][model_type].items() if k not in ("chunk", "features")}
     arch.update(overrides)
     if model_type == "fast-cnn":
         from training.models.fast_cnn import FastCNN, FastCNNConfig
 
         arch["dilations"] = tuple(arch.get("dilations", FastCNNConfig.dilations))
         return FastCNN(FastCNNConfig(**arch))
+    if model_type == "distilhubert":
+        from training.models.distilhubert import DistilHubert, DistilHubertConfig
+
+        for key in ("conv_dim", "conv_kernel", "conv_stride"):
+            if key in arch:
+                arch[key] = tuple(arch[key])
+        return DistilHubert(DistilHubertConfig(**arch))
     raise KeyError(f"unknown model type {model_type!r}; choose one of {MODEL_TYPES}")
