@@ -52,8 +52,10 @@ class ArmDeployment:
         self.arm.start_polling()
 
     def diarize(self, samples: Any) -> dict[str, Any]:
-        """Segments for one request (all its chunks in batched model calls)."""
-        return self.arm.diarize(samples)
+        """Segments for one request (16-bit PCM bytes or float32; all its chunks in batched model calls)."""
+        from serving.backends import from_pcm16
+
+        return self.arm.diarize(from_pcm16(samples))
 
     def describe(self) -> dict[str, Any]:
         """Model, version and source of this replica's arm."""

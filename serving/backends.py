@@ -65,6 +65,19 @@ class EmbeddedArms:
         self._pool.shutdown(wait=False)
 
 
+def to_pcm16(samples: np.ndarray) -> bytes:
+    """Float samples in [-1, 1] as little-endian 16-bit PCM: half the bytes of float32 on the hop
+    (and the precision the audio store keeps anyway)."""
+    return (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
+
+
+def from_pcm16(payload: bytes | np.ndarray) -> np.ndarray:
+    """Inverse of :func:`to_pcm16` (float32 arrays pass through)."""
+    if isinstance(payload, np.ndarray):
+        return payload.astype(np.float32, copy=False)
+    return np.frombuffer(payload, dtype="<i2").astype(np.float32) / 32767.0
+
+
 class DeploymentArms:
     """Arms as Serve deployments (``arm-<name>``), called through their handles."""
 
@@ -78,8 +91,8 @@ class DeploymentArms:
         return sorted(self.handles)
 
     async def diarize(self, arm: str, samples: np.ndarray) -> dict[str, Any]:
-        """One handle hop to a replica of the arm."""
-        return await self.handles[arm].diarize.remote(samples)
+        """One handle hop to a replica of the arm, carrying the audio as 16-bit PCM bytes."""
+        return await self.handles[arm].diarize.remote(to_pcm16(samples))
 
     async def describe(self) -> list[dict[str, Any]]:
         """Ask one replica of each arm."""

@@ -19,6 +19,10 @@ import yaml
 from flywheel.config import REPO_ROOT
 
 CONFIG_PATH = REPO_ROOT / "serving" / "serve_config.yaml"
+# Ray puts call arguments above 100 KiB into the object store (an extra put/get round trip per
+# request); the ingress -> arm hop carries 32 KB per second of audio (16-bit PCM), so calls up to
+# this size are sent inline in the RPC instead (about 2 minutes of audio).
+INLINE_CALL_BYTES = 4 * 1024 * 1024
 APP_NAME = "flywheel"
 INGRESS = "Ingress"
 
@@ -65,6 +69,7 @@ def start_ray(address: str | None = None, num_cpus: int | None = None, dashboard
         logging_level="WARNING",
         log_to_driver=False,
         configure_logging=True,
+        _system_config={"max_direct_call_object_size": INLINE_CALL_BYTES},
     )
 
 

@@ -6,6 +6,10 @@ transaction. When the database is unreachable, batches are appended to a local J
 (fsync'ed) and replayed, oldest first, as soon as the database answers again; inserts skip rows that
 already exist, so a replay after a partial failure never duplicates. Spools of dead processes are
 adopted, so a crash while the database was down loses nothing either.
+
+Memory stays bounded when the database stalls (a hung server, a long lock): once ``max_backlog``
+records wait in the queue, ``submit()`` itself stores the audio and appends the record to the spool
+(about a millisecond of disk I/O: backpressure instead of an ever-growing queue of audio buffers).
 """
 
 from __future__ import annotations
@@ -99,18 +103,29 @@ class Spool:
         self.dir = Path(directory)
         self.host = socket.gethostname()
         self.path = self.dir / f"{self.host}-{os.getpid()}.jsonl"
+        self._lock = threading.Lock()  # the writer thread and overflowing submit() both append
 
     def append(self, records: Iterable[PredictionRecord]) -> int:
         """Append records durably; returns how many."""
         lines = [r.to_json() + "\n" for r in records]
         if not lines:
             return 0
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.writelines(lines)
-            fh.flush()
-            os.fsync(fh.fileno())
+        with self._lock:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.writelines(lines)
+                fh.flush()
+                os.fsync(fh.fileno())
         return len(lines)
+
+    def take_own(self) -> list[PredictionRecord]:
+        """Read and empty this process's spool atomically (append them back if they cannot be written)."""
+        with self._lock:
+            if not self.path.exists():
+                return []
+            records = self.read(self.path)
+            self.path.write_bytes(b"")
+        return records
 
     def files(self) -> list[Path]:
         """This process's spool plus those of dead processes on this host (adopted)."""
@@ -155,6 +170,7 @@ class PredictionLogger:
         retry_s: float = 2.0,
         auto_migrate: bool = True,
         connect_timeout_s: float = 5.0,
+        max_backlog: int = 1024,
     ):
         self.database_url = database_url
         self.spool = Spool(spool_dir)
@@ -164,6 +180,8 @@ class PredictionLogger:
         self.retry_s = retry_s
         self.auto_migrate = auto_migrate
         self.connect_timeout_s = connect_timeout_s
+        self.max_backlog = max_backlog
+        self.overflowed = 0
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._engine: Engine | None = None
         self._migrated = not auto_migrate
@@ -183,10 +201,22 @@ class PredictionLogger:
 
     # -- request path ---------------------------------------------------------------------------
     def submit(self, record: PredictionRecord, samples: np.ndarray | None = None) -> None:
-        """Queue a record (and the audio to store); never blocks on I/O."""
+        """Queue a record (and the audio to store); no I/O unless ``max_backlog`` records are waiting,
+        in which case the record goes straight to the spool (bounded memory, nothing lost)."""
+        if self._queue.qsize() >= self.max_backlog:
+            self._overflow(record, samples)
+            return
         with self._lock:
             self._submitted += 1
         self._queue.put((record, samples))
+
+    def _overflow(self, record: PredictionRecord, samples: np.ndarray | None) -> None:
+        self._store_audio([(record, samples)])
+        self.spool.append([record])
+        with self._lock:
+            self.overflowed += 1
+            self.spooled += 1
+            self._spool_pending = True
 
     # -- control --------------------------------------------------------------------------------
     def flush(self, timeout_s: float = 30.0, replayed: bool = False) -> bool:
@@ -216,6 +246,8 @@ class PredictionLogger:
             "written": self.written,
             "spooled": self.spooled,
             "replayed": self.replayed,
+            "overflowed": self.overflowed,
+            "backlog": self._queue.qsize(),
             "database_ok": self._db_ok,
             "spool_pending": self.spool.pending(),
         }
@@ -281,13 +313,17 @@ class PredictionLogger:
     def _try_replay(self) -> bool:
         """Replay every spool file we own or adopted; True when nothing is left."""
         for path in self.spool.files():
-            records = Spool.read(path)
-            for i in range(0, len(records), 1000):
-                self._write(records[i : i + 1000])
+            own = path == self.spool.path
+            records = self.spool.take_own() if own else Spool.read(path)
+            try:
+                for i in range(0, len(records), 1000):
+                    self._write(records[i : i + 1000])
+            except Exception:
+                if own:  # put them back (duplicates of rows already written are skipped on replay)
+                    self.spool.append(records)
+                raise
             self.replayed += len(records)
-            if path == self.spool.path:
-                path.write_bytes(b"")  # only this thread appends to it
-            else:
+            if not own:
                 path.unlink(missing_ok=True)
             log.info("replayed %d spooled predictions from %s", len(records), path.name)
         self._spool_pending = False

@@ -213,3 +213,41 @@ def test_postgres_killed_mid_load_loses_nothing(postgres: Postgres, tmp_path: Pa
     logger.close()
     assert stats["spooled"] > 0, "the outage was not noticed"
     assert count_rows(postgres.url) == total
+
+
+def test_database_stall_keeps_the_queue_bounded_and_loses_nothing(tmp_path: Path) -> None:
+    """With the database locked, a burst beyond ``max_backlog`` goes to the spool from submit()."""
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    store = AudioStore(tmp_path / "audio")
+    logger = PredictionLogger(
+        url,
+        tmp_path / "spool",
+        store,
+        flush_interval_s=0.05,
+        retry_s=0.3,
+        connect_timeout_s=2.0,
+        max_backlog=8,
+    )
+    logger.submit(record())
+    assert logger.flush(30)
+    lock = sqlite3.connect(tmp_path / "p.db", timeout=5)
+    lock.execute("BEGIN EXCLUSIVE")
+    samples = (np.random.default_rng(1).standard_normal(16000) * 0.1).astype(np.float32)
+    peak = 0
+    for i in range(200):
+        logger.submit(record(i), samples)
+        peak = max(peak, logger.stats()["backlog"])
+    assert peak <= 8
+    assert logger.stats()["overflowed"] > 0
+    lock.rollback()
+    lock.close()
+    assert logger.flush(60, replayed=True)
+    logger.close()
+    assert count_rows(url) == 201
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        missing = conn.execute(
+            select(func.count()).select_from(Prediction).where(Prediction.audio_sha256.is_(None))
+        ).scalar_one()
+    engine.dispose()
+    assert missing == 1  # only the first record had no audio
