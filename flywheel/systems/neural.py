@@ -88,16 +88,16 @@ class NeuralDiarizer:
 
     # -- 1. model over sliding chunks -------------------------------------------------------------
     def chunk_starts(self, num_samples: int) -> np.ndarray:
-        """Start sample of every chunk; the last chunk ends at the end of the audio."""
+        """Start sample of every chunk, on output-frame boundaries: the first at 0, the last ending at the
+        end of the audio, the others spread evenly in between, never more than ``step_s`` apart (so a
+        10 s clip with 5 s chunks and a 2.5 s step takes 3 chunks, not a 4th one 40 ms after the 3rd)."""
         n_chunk = int(round(self.chunk_s * SAMPLE_RATE))
         frame = int(round(self.frame_s * SAMPLE_RATE))
-        step = int(round(self.params.step_s * SAMPLE_RATE))
-        step = max(frame, step - step % frame)  # chunks start on output frames
+        step = max(frame, int(round(self.params.step_s * SAMPLE_RATE)))
         last = int(np.ceil(max(0, num_samples - n_chunk) / frame)) * frame
-        starts = list(range(0, last + 1, step))
-        if starts[-1] != last:
-            starts.append(last)
-        return np.array(starts, dtype=np.int64)
+        count = int(np.ceil(last / step - 1e-9)) + 1
+        starts = np.round(np.linspace(0, last, count) / frame).astype(np.int64) * frame
+        return np.unique(starts)
 
     def prepare(self, waveform: np.ndarray) -> LocalResults:
         """Run the model over all chunks (the expensive part; reused when tuning the threshold)."""

@@ -57,6 +57,14 @@ def test_chunks_cover_the_whole_file_on_frame_boundaries() -> None:
     assert starts[0] == 0 and starts[-1] + CHUNK_S * SAMPLE_RATE >= 23.3 * SAMPLE_RATE
     assert all(s % int(FRAME_S * SAMPLE_RATE) == 0 for s in starts)
     assert d.chunk_starts(SAMPLE_RATE).tolist() == [0]  # shorter than a chunk: one padded chunk
+    assert np.diff(starts).max() <= 2.5 * SAMPLE_RATE
+
+
+def test_a_clip_of_two_steps_takes_no_sliver_chunk() -> None:
+    d = make(NeuralParams(step_s=2.5))
+    frame = int(FRAME_S * SAMPLE_RATE)
+    starts = d.chunk_starts(int((CHUNK_S + 5.0) * SAMPLE_RATE))
+    assert len(starts) == 3 and np.diff(starts).min() >= 2.5 * SAMPLE_RATE - frame
 
 
 def test_recovers_two_speakers_with_overlap() -> None:
