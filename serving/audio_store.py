@@ -12,10 +12,10 @@ import io
 import os
 import tempfile
 import time
+import wave
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 from flywheel.audio import SAMPLE_RATE
 
@@ -23,9 +23,18 @@ SUFFIX = ".wav"
 
 
 def wav_bytes(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
-    """Encode float samples in [-1, 1] as 16-bit PCM WAV bytes."""
+    """Encode float samples in [-1, 1] as 16-bit PCM mono WAV bytes.
+
+    Written with the standard library's ``wave`` (one header plus one buffer copy): libsndfile's
+    virtual-I/O path costs ~2 ms of CPU per 10 s clip, on the serving process.
+    """
+    pcm = np.rint(np.clip(np.asarray(samples, dtype=np.float32).reshape(-1), -1.0, 1.0) * 32767.0)
     buf = io.BytesIO()
-    sf.write(buf, np.clip(samples, -1.0, 1.0), sample_rate, format="WAV", subtype="PCM_16")
+    with wave.open(buf, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(int(sample_rate))
+        out.writeframes(pcm.astype("<i2").tobytes())
     return buf.getvalue()
 
 
