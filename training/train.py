@@ -101,7 +101,9 @@ def dev_der(
 ) -> tuple[float, float]:
     """Best dev DER (collar 0, overlap scored) over ``thresholds``; returns ``(der, threshold)``."""
     model.eval()
-    diarizer = NeuralDiarizer(TorchBackend(model), chunk.chunk_s, chunk.frame_s, NeuralParams(), features)
+    # half-overlapping chunks, whatever the chunk length (a fixed step longer than the chunk leaves gaps)
+    params = NeuralParams(step_s=chunk.chunk_s / 2)
+    diarizer = NeuralDiarizer(TorchBackend(model), chunk.chunk_s, chunk.frame_s, params, features)
     items = list(iter_test_set(dev_dir))[:limit]
     prepared = [(item, diarizer.prepare(load_audio(item.audio_path))) for item in items]
     best = (math.inf, thresholds[0])
