@@ -214,3 +214,24 @@ def test_resolve_champion_never_imports_torch(dead_uri: str, sqlite_uri: str, tm
     )
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
+
+
+def test_both_arms_bootstrap_with_their_own_gate(sqlite_uri: str, tmp_path: Path, gate_set: Path) -> None:
+    """The DistilHuBERT release registers as `distilhubert`; its DER (above beta_max_der) keeps it out
+    of `champion`, so serving falls back to its release file while Fast CNN's version is champion."""
+    release = tmp_path / "release"
+    release.mkdir()
+    for name, der in (("fast-cnn", 0.18), ("distilhubert", 0.47)):
+        fake_onnx(release, name).rename(release / f"{name}.onnx")
+        (release / f"{name}.json").write_text(
+            json.dumps({"der_gate": der, "gate_set": str(gate_set), "latency_p50_ms": 1, "latency_p99_ms": 2})
+        )
+    assert bootstrap_registry(sqlite_uri, release_dir=release, gate_set=gate_set) == {
+        "fast-cnn": "1",
+        "distilhubert": "1",
+    }
+    client, _ = client_for(sqlite_uri)
+    assert get_alias(client, "distilhubert", "champion") is None
+    assert float(client.get_model_version("distilhubert", "1").tags["der_gate"]) == pytest.approx(0.47)
+    ref = resolve_champion("distilhubert", sqlite_uri, release_dir=release, cache_dir=tmp_path / "c")
+    assert ref.source == "release" and ref.path == release / "distilhubert.onnx"
