@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,7 +21,7 @@ from pyannote.core import Annotation
 
 from flywheel.audio import load_audio
 from flywheel.metrics import aggregate, der_breakdown
-from flywheel.testset import iter_test_set
+from flywheel.testset import TestItem, iter_test_set
 
 DEFAULT_GRID = "0.1:1.0:0.02"  # cosine-distance thresholds
 
@@ -40,6 +41,50 @@ def parse_thresholds(spec: str) -> list[float]:
     return sorted({round(float(v), 6) for v in values})
 
 
+def score_thresholds(
+    system: Any,
+    items: list[TestItem],
+    thresholds: list[float],
+    collar: float = 0.0,
+    rebuild: Callable[[float], Any] | None = None,
+) -> list[dict[str, float]]:
+    """DER of ``system`` on ``items`` at every clustering threshold: one row per threshold.
+
+    A :class:`flywheel.systems.ReclusterableSystem` runs its model once per file (``prepare``) and only
+    re-clusters per threshold; any other system is rebuilt per threshold with ``rebuild(threshold)``.
+    Rows hold ``threshold, der, missed, false_alarm, confusion, total`` (seconds, summed over files).
+    """
+    from flywheel.systems import ReclusterableSystem
+
+    if not thresholds:
+        raise ValueError("no thresholds to try")
+    hypotheses: dict[float, list[Annotation]] = {t: [] for t in thresholds}
+    for f in items:
+        waveform = load_audio(f.audio_path)
+        if isinstance(system, ReclusterableSystem):
+            prepared = system.prepare(waveform)
+            for t in thresholds:
+                hypotheses[t].append(system.cluster(prepared, threshold=t, uri=f.uri))
+        elif rebuild is not None:  # no cached split: rebuild the system for every threshold
+            for t in thresholds:
+                hypotheses[t].append(rebuild(t).diarize(waveform, uri=f.uri))
+        else:
+            raise TypeError(f"{type(system).__name__} cannot re-cluster and no `rebuild` was given")
+    table = []
+    for t in thresholds:
+        scores = [
+            der_breakdown(f.reference, h, f.uem, collar) for f, h in zip(items, hypotheses[t], strict=True)
+        ]
+        total = aggregate(scores)
+        table.append(
+            {
+                "threshold": t,
+                **{k: getattr(total, k) for k in ("der", "missed", "false_alarm", "confusion", "total")},
+            }
+        )
+    return table
+
+
 def tune_threshold(
     system_name: str,
     dev_dir: str | Path,
@@ -49,40 +94,21 @@ def tune_threshold(
 ) -> tuple[float, list[dict[str, float]]]:
     """Diarize a dev set at every threshold; return the best threshold and one table row per threshold.
 
-    Rows hold ``threshold, der, missed, false_alarm, confusion, total`` (seconds, summed over files).
-    Ties on DER go to the middle of the tied thresholds.
+    Rows as in :func:`score_thresholds`. Ties on DER go to the middle of the tied thresholds.
     """
-    from flywheel.systems import ReclusterableSystem, get_system
+    from flywheel.systems import get_system
 
     if not thresholds:
         raise ValueError("no thresholds to try")
-    files = list(iter_test_set(dev_dir))
     options = dict(system_options or {})
     system = get_system(system_name, **options)
-    hypotheses: dict[float, list[Annotation]] = {t: [] for t in thresholds}
-    for f in files:
-        waveform = load_audio(f.audio_path)
-        if isinstance(system, ReclusterableSystem):
-            prepared = system.prepare(waveform)
-            for t in thresholds:
-                hypotheses[t].append(system.cluster(prepared, threshold=t, uri=f.uri))
-        else:  # no cached split: rebuild the system for every threshold
-            for t in thresholds:
-                hyp = get_system(system_name, **{**options, "threshold": t}).diarize(waveform, uri=f.uri)
-                hypotheses[t].append(hyp)
-
-    table = []
-    for t in thresholds:
-        scores = [
-            der_breakdown(f.reference, h, f.uem, collar) for f, h in zip(files, hypotheses[t], strict=True)
-        ]
-        total = aggregate(scores)
-        table.append(
-            {
-                "threshold": t,
-                **{k: getattr(total, k) for k in ("der", "missed", "false_alarm", "confusion", "total")},
-            }
-        )
+    table = score_thresholds(
+        system,
+        list(iter_test_set(dev_dir)),
+        thresholds,
+        collar,
+        rebuild=lambda t: get_system(system_name, **{**options, "threshold": t}),
+    )
     best_der = min(row["der"] for row in table)
     tied = [row["threshold"] for row in table if row["der"] <= best_der + 1e-9]
     return tied[len(tied) // 2], table

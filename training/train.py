@@ -22,10 +22,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from experiments.tracking import finish_training, training_tracker
-from flywheel.audio import load_audio
 from flywheel.config import get_settings, load_params
 from flywheel.features import FeatureConfig, limit_blas_threads
-from flywheel.metrics import aggregate, der_breakdown
 from flywheel.systems.neural import NeuralDiarizer, NeuralParams
 from flywheel.testset import iter_test_set
 from pipelines.inventory import Inventory
@@ -100,20 +98,16 @@ def dev_der(
     features: FeatureConfig = FeatureConfig(),
 ) -> tuple[float, float]:
     """Best dev DER (collar 0, overlap scored) over ``thresholds``; returns ``(der, threshold)``."""
+    from experiments.tune import score_thresholds
+
     model.eval()
     # half-overlapping chunks, whatever the chunk length (a fixed step longer than the chunk leaves gaps)
     params = NeuralParams(step_s=chunk.chunk_s / 2)
     diarizer = NeuralDiarizer(TorchBackend(model), chunk.chunk_s, chunk.frame_s, params, features)
     items = list(iter_test_set(dev_dir))[:limit]
-    prepared = [(item, diarizer.prepare(load_audio(item.audio_path))) for item in items]
-    best = (math.inf, thresholds[0])
-    for th in thresholds:
-        scores = [
-            der_breakdown(it.reference, diarizer.cluster(loc, th, it.uri), it.uem) for it, loc in prepared
-        ]
-        best = min(best, (aggregate(scores).der, th))
+    table = score_thresholds(diarizer, items, thresholds)
     model.train()
-    return best
+    return min((row["der"], row["threshold"]) for row in table)
 
 
 def _lr_at(step: int, total: int, cfg: TrainConfig) -> float:
