@@ -53,7 +53,7 @@ class ArmDeployment:
 
     def diarize(self, samples: Any) -> dict[str, Any]:
         """Segments for one request (16-bit PCM bytes or float32; all its chunks in batched model calls)."""
-        from serving.backends import from_pcm16
+        from serving.audio_store import from_pcm16
 
         return self.arm.diarize(from_pcm16(samples))
 

@@ -22,19 +22,31 @@ from flywheel.audio import SAMPLE_RATE
 SUFFIX = ".wav"
 
 
+def to_pcm16(samples: np.ndarray) -> bytes:
+    """Float samples in [-1, 1] as little-endian 16-bit PCM (clipped, rounded): what the store keeps,
+    and what the ingress -> arm hop carries (half the bytes of float32)."""
+    return np.rint(np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+
+
+def from_pcm16(payload: bytes | np.ndarray) -> np.ndarray:
+    """Inverse of :func:`to_pcm16` (float32 arrays pass through)."""
+    if isinstance(payload, np.ndarray):
+        return payload.astype(np.float32, copy=False)
+    return np.frombuffer(payload, dtype="<i2").astype(np.float32) / 32767.0
+
+
 def wav_bytes(samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
     """Encode float samples in [-1, 1] as 16-bit PCM mono WAV bytes.
 
     Written with the standard library's ``wave`` (one header plus one buffer copy): libsndfile's
     virtual-I/O path costs ~2 ms of CPU per 10 s clip, on the serving process.
     """
-    pcm = np.rint(np.clip(np.asarray(samples, dtype=np.float32).reshape(-1), -1.0, 1.0) * 32767.0)
     buf = io.BytesIO()
     with wave.open(buf, "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(int(sample_rate))
-        out.writeframes(pcm.astype("<i2").tobytes())
+        out.writeframes(to_pcm16(np.asarray(samples, dtype=np.float32).reshape(-1)))
     return buf.getvalue()
 
 

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from serving.arms import Arm
+from serving.audio_store import to_pcm16
 
 
 class ArmBackend(Protocol):
@@ -63,19 +64,6 @@ class EmbeddedArms:
         for arm in self.arms.values():
             arm.stop()
         self._pool.shutdown(wait=False)
-
-
-def to_pcm16(samples: np.ndarray) -> bytes:
-    """Float samples in [-1, 1] as little-endian 16-bit PCM: half the bytes of float32 on the hop
-    (and the precision the audio store keeps anyway)."""
-    return (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes()
-
-
-def from_pcm16(payload: bytes | np.ndarray) -> np.ndarray:
-    """Inverse of :func:`to_pcm16` (float32 arrays pass through)."""
-    if isinstance(payload, np.ndarray):
-        return payload.astype(np.float32, copy=False)
-    return np.frombuffer(payload, dtype="<i2").astype(np.float32) / 32767.0
 
 
 class DeploymentArms:

@@ -1,10 +1,10 @@
-"""The ingress -> arm payload: 16-bit PCM bytes, half of float32, lossless at 16-bit precision."""
+"""The ingress -> arm payload (serving/backends.py): 16-bit PCM bytes, half of float32."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from serving.backends import from_pcm16, to_pcm16
+from serving.audio_store import from_pcm16, to_pcm16
 
 
 def test_pcm16_round_trip_within_one_lsb() -> None:
