@@ -98,8 +98,6 @@ def tune_threshold(
     """
     from flywheel.systems import get_system
 
-    if not thresholds:
-        raise ValueError("no thresholds to try")
     options = dict(system_options or {})
     system = get_system(system_name, **options)
     table = score_thresholds(

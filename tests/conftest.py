@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -42,6 +45,27 @@ def smoke_checkpoint(smoke_data: Path, params: dict, tmp_path_factory: pytest.Te
     summary = train("fast-cnn", "smoke", out_dir=out, resume=False, params=params, data_dir=smoke_data)
     assert summary["epochs"] == 1 and 0.0 <= summary["best_dev_der"] <= 2.0
     return Path(summary["checkpoint"])
+
+
+@pytest.fixture(scope="session")
+def diarize_without_torch() -> Callable[[str, Path, Path], str]:
+    """Runs ``get_system(name, model_path=onnx).diarize(wav)`` in a fresh interpreter, asserts torch was
+    never imported on that inference path, and returns what it printed: ``<speakers> <speech seconds>``."""
+
+    def run(name: str, onnx_path: Path, wav: Path) -> str:
+        code = (
+            "import sys; from flywheel.audio import load_audio; "
+            "from flywheel.systems import get_system; "
+            f"s = get_system({name!r}, model_path={str(onnx_path)!r}); "
+            f"a = s.diarize(load_audio({str(wav)!r}), uri='x'); "
+            "assert 'torch' not in sys.modules, 'torch imported on the inference path'; "
+            "print(len(a.labels()), a.get_timeline().support().duration())"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    return run
 
 
 @pytest.fixture(scope="session")

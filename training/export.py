@@ -74,7 +74,7 @@ def calibration_inputs(
     from flywheel.config import get_settings
 
     root = Path(data_dir or get_settings().data_dir) / "conversations"
-    wavs = sorted(root.glob("*/dev/audio/*.wav")) or sorted(root.glob("*/dev/**/*.wav"))
+    wavs = sorted(root.glob("*/dev/*.wav"))
     chunks: list[np.ndarray] = []
     rng = np.random.default_rng(0)
     for wav in wavs:
