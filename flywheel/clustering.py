@@ -125,3 +125,75 @@ def agglomerative_cluster(
         if min_cluster_size > 1:
             labels = _reassign_small(x, labels, min_cluster_size, metric)
     return _first_appearance_order(np.asarray(labels))
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (zero rows stay zero)."""
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-8)
+
+
+def dissolve_small_clusters(
+    embeddings: np.ndarray, labels: np.ndarray, weights: np.ndarray, min_share: float
+) -> np.ndarray:
+    """Merge clusters holding less than ``min_share`` of the total ``weights`` into the nearest large one.
+
+    Weights are e.g. seconds of speech behind each embedding, so a "speaker" made of a few short,
+    noisy embeddings does not survive as its own speaker. Nearest means highest cosine similarity to a
+    large cluster's mean. Nothing changes when every cluster is small or none is. Returns labels
+    ``0..k-1`` in first-appearance order.
+    """
+    labels = np.asarray(labels)
+    if min_share <= 0 or labels.size == 0:
+        return labels
+    ids = np.unique(labels)
+    share = np.array([weights[labels == i].sum() for i in ids]) / max(float(np.sum(weights)), 1e-12)
+    large = ids[share >= min_share]
+    if large.size == 0 or large.size == ids.size:
+        return _first_appearance_order(labels)
+    x = _unit(np.asarray(embeddings, dtype=np.float64))
+    centroids = _unit(np.stack([x[labels == i].mean(axis=0) for i in large]))
+    small = ~np.isin(labels, large)
+    labels = labels.copy()
+    labels[small] = large[(x[small] @ centroids.T).argmax(axis=1)]
+    return _first_appearance_order(labels)
+
+
+def recording_centre(embeddings: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted mean of the unit-normalised embeddings: what all speakers of one recording share
+    (room, channel, noise), removed before cosine comparisons by :func:`refine_centred`."""
+    x = _unit(np.asarray(embeddings, dtype=np.float64))
+    w = np.asarray(weights, dtype=np.float64)
+    return (x * w[:, None]).sum(axis=0) / max(float(w.sum()), 1e-12)
+
+
+def centre_embeddings(embeddings: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """Unit embeddings minus the recording ``centre``, renormalised (the space clusters live in)."""
+    return _unit(_unit(np.asarray(embeddings, dtype=np.float64)) - centre)
+
+
+def refine_centred(
+    embeddings: np.ndarray, labels: np.ndarray, weights: np.ndarray, iterations: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Refine a clustering (its speaker count kept) with cosine k-means in the recording-centred space.
+
+    Agglomerative clustering decides how many speakers there are; its cut leaves borderline
+    embeddings in the wrong cluster. Removing the recording's mean embedding first spreads the
+    speakers apart (they all share the recording's acoustics), then up to ``iterations`` rounds move
+    every embedding to its nearest weighted centroid. A round that would empty a cluster stops the
+    refinement. Returns ``(labels, centre)``; compare other embeddings of the recording to the result
+    after :func:`centre_embeddings` with the same ``centre``.
+    """
+    labels = _first_appearance_order(np.asarray(labels))
+    centre = recording_centre(embeddings, weights)
+    k = int(labels.max()) + 1 if labels.size else 0
+    if k < 2 or iterations <= 0:
+        return labels, centre
+    z = centre_embeddings(embeddings, centre)
+    w = np.asarray(weights, dtype=np.float64)[:, None]
+    for _ in range(iterations):
+        centroids = _unit(np.stack([(z[labels == i] * w[labels == i]).sum(axis=0) for i in range(k)]))
+        new = (z @ centroids.T).argmax(axis=1)
+        if np.unique(new).size < k or np.array_equal(new, labels):
+            break
+        labels = new
+    return labels, centre

@@ -96,13 +96,19 @@ def dev_der(
     thresholds: list[float],
     limit: int | None = None,
     features: FeatureConfig = FeatureConfig(),
+    pipeline: dict[str, Any] | None = None,
 ) -> tuple[float, float]:
-    """Best dev DER (collar 0, overlap scored) over ``thresholds``; returns ``(der, threshold)``."""
+    """Best dev DER (collar 0, overlap scored) over ``thresholds``; returns ``(der, threshold)``.
+
+    ``pipeline`` holds the served system's hyper-parameters (params.yaml ``systems.<model>``), so the
+    checkpoint chosen is the one that is best as it will be served; its step is capped at half the
+    chunk (the recipe may train at another chunk length than the system serves).
+    """
     from experiments.tune import score_thresholds
 
     model.eval()
-    # half-overlapping chunks, whatever the chunk length (a fixed step longer than the chunk leaves gaps)
-    params = NeuralParams(step_s=chunk.chunk_s / 2)
+    params = NeuralParams.from_dict(pipeline or {})
+    params.step_s = min(float((pipeline or {}).get("step_s", chunk.chunk_s)), chunk.chunk_s / 2)
     diarizer = NeuralDiarizer(TorchBackend(model), chunk.chunk_s, chunk.frame_s, params, features)
     items = list(iter_test_set(dev_dir))[:limit]
     table = score_thresholds(diarizer, items, thresholds)
@@ -153,6 +159,7 @@ def train(
     )
     chunk = ChunkConfig(**params["models"][model_type]["chunk"])
     features = FeatureConfig(**params["models"][model_type].get("features", {}))
+    system_params = params.get("systems", {}).get(model_type)  # dev DER as the system is served
     hours = cfg.train_hours or profile["train_hours"]
     dataset = ConversationChunks(
         inventory,
@@ -240,7 +247,9 @@ def train(
             if i % 10 == 0:
                 seg_m, spk_m, kd_m = np.mean(losses[-50:], axis=0)
                 bar.set_postfix(seg=f"{seg_m:.3f}", spk=f"{spk_m:.3f}", kd=f"{kd_m:.3f}")
-        der, threshold = dev_der(model, dev_dir, chunk, cfg.dev_thresholds, cfg.dev_files, features)
+        der, threshold = dev_der(
+            model, dev_dir, chunk, cfg.dev_thresholds, cfg.dev_files, features, system_params
+        )
         seg_m, spk_m, kd_m = np.mean(losses, axis=0) if losses else (math.nan,) * 3
         record = {
             "epoch": epoch + 1,

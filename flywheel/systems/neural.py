@@ -3,7 +3,9 @@
 1. sliding chunks (``chunk_s`` long, every ``step_s``), log-mel features, one batched model call
    per ``batch_size`` chunks -> per chunk: powerset activity of 3 local speakers + 3 embeddings;
 2. local speakers with enough single-speaker speech are clustered (agglomerative, cosine, threshold
-   tuned on dev: automatic speaker count);
+   tuned on dev: automatic speaker count); clusters holding too little speech are dissolved, and the
+   cut is refined by k-means after removing the recording's mean embedding (what all its speakers
+   share: room, channel, noise);
 3. every active local speaker is assigned to a global speaker, at most one slot per speaker per chunk
    (Hungarian assignment on cosine similarity to the cluster centroids);
 4. stitching (``flywheel.stitching``) averages overlapping chunks and keeps overlap.
@@ -23,7 +25,12 @@ from pyannote.core import Annotation
 from scipy.optimize import linear_sum_assignment
 
 from flywheel.audio import SAMPLE_RATE
-from flywheel.clustering import agglomerative_cluster
+from flywheel.clustering import (
+    agglomerative_cluster,
+    centre_embeddings,
+    dissolve_small_clusters,
+    refine_centred,
+)
 from flywheel.features import FeatureConfig, limit_blas_threads, model_input
 from flywheel.stitching import aggregate, binarize, to_annotation
 
@@ -47,6 +54,10 @@ class NeuralParams:
     min_duration_off: float = 0.0
     batch_size: int = 32
     max_speakers: int | None = None
+    # clusters with less than this share of the clustered speech join the nearest larger one
+    min_cluster_share: float = 0.0
+    # k-means rounds after the agglomerative cut, in the recording-centred space (0: none)
+    refine_iterations: int = 0
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NeuralParams:
@@ -142,6 +153,11 @@ class NeuralDiarizer:
         if labels.size == 0:  # speech, but nobody talks alone long enough: one speaker
             assignment[active] = 0
             return assignment, 1
+        seconds = local.single_frames[good] * self.frame_s  # how much speech each embedding stands for
+        labels = dissolve_small_clusters(emb[good], labels, seconds, p.min_cluster_share)
+        if p.refine_iterations > 0 and labels.max() > 0:
+            labels, centre = refine_centred(emb[good], labels, seconds, p.refine_iterations)
+            emb = centre_embeddings(emb, centre)
         k = int(labels.max()) + 1
         centroids = np.stack([emb[good][labels == i].mean(axis=0) for i in range(k)])
         centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-8)

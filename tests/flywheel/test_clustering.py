@@ -1,11 +1,17 @@
-"""Agglomerative clustering: automatic speaker count, bounds, small clusters, edge sizes."""
+"""Clustering: automatic speaker count, bounds, small clusters, edge sizes, centred refinement."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from flywheel.clustering import agglomerative_cluster
+from flywheel.clustering import (
+    agglomerative_cluster,
+    centre_embeddings,
+    dissolve_small_clusters,
+    recording_centre,
+    refine_centred,
+)
 
 
 def blobs(
@@ -92,3 +98,43 @@ def test_rejects_bad_input() -> None:
         agglomerative_cluster(np.zeros(5), threshold=0.3)
     with pytest.raises(ValueError):
         agglomerative_cluster(np.ones((3, 2)), threshold=0.3, max_speakers=0)
+
+
+def test_clusters_with_too_little_speech_join_the_nearest_large_one() -> None:
+    x, truth = blobs([20, 20, 2], seed=3)
+    labels = truth.copy()
+    seconds = np.ones(len(x))
+    merged = dissolve_small_clusters(x, labels, seconds, min_share=0.1)  # cluster 2 holds 2/42 < 10 %
+    assert np.unique(merged).size == 2
+    kept = truth != 2
+    assert same_partition(merged[kept], truth[kept])
+    # the share counts speech, not members: two long embeddings are a speaker
+    seconds[truth == 2] = 10.0
+    assert np.unique(dissolve_small_clusters(x, labels, seconds, min_share=0.1)).size == 3
+    assert np.array_equal(dissolve_small_clusters(x, labels, seconds, min_share=0.0), labels)
+
+
+def test_centred_refinement_fixes_a_wrong_cut_and_keeps_the_count() -> None:
+    rng = np.random.default_rng(1)
+    shared = rng.normal(size=32) * 3.0  # the recording: room, channel, noise
+    speakers = rng.normal(size=(2, 32))
+    truth = np.repeat([0, 1], 30)
+    x = shared + speakers[truth] + 0.3 * rng.normal(size=(60, 32))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    cut = truth.copy()
+    cut[:8] = 1  # the agglomerative cut put 8 of speaker 0 with speaker 1
+    labels, centre = refine_centred(x, cut, np.ones(60), iterations=5)
+    assert np.unique(labels).size == 2
+    assert same_partition(labels, truth)
+    assert np.allclose(centre, recording_centre(x, np.ones(60)))
+    z = centre_embeddings(x, centre)
+    assert np.allclose(np.linalg.norm(z, axis=1), 1.0)
+    assert abs(float(np.mean(z[truth == 0] @ z[truth == 1].T))) < abs(
+        float(np.mean(x[truth == 0] @ x[truth == 1].T))
+    )
+
+
+def test_refinement_leaves_one_cluster_alone() -> None:
+    x, _ = blobs([12])
+    labels, _ = refine_centred(x, np.zeros(12, dtype=int), np.ones(12), iterations=5)
+    assert np.array_equal(labels, np.zeros(12))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from flywheel.audio import SAMPLE_RATE
 from flywheel.metrics import der_breakdown
@@ -67,8 +68,16 @@ def test_a_clip_of_two_steps_takes_no_sliver_chunk() -> None:
     assert len(starts) == 3 and np.diff(starts).min() >= 2.5 * SAMPLE_RATE - frame
 
 
-def test_recovers_two_speakers_with_overlap() -> None:
-    d = make(NeuralParams(step_s=2.5, threshold=0.5))
+@pytest.mark.parametrize(
+    "params",
+    [
+        NeuralParams(step_s=2.5, threshold=0.5),
+        NeuralParams(step_s=1.25, threshold=0.5, min_cluster_share=0.05, refine_iterations=5),
+    ],
+    ids=["plain", "refined"],
+)
+def test_recovers_two_speakers_with_overlap(params: NeuralParams) -> None:
+    d = make(params)
     waveform = np.zeros(int(20 * SAMPLE_RATE), dtype=np.float32)
     d._starts = d.chunk_starts(len(waveform))
     hyp = d.diarize(waveform, uri="x")
