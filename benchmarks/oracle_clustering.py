@@ -1,8 +1,10 @@
 """Where a neural system's DER comes from: its real clustering vs oracle clustering, on a dev set.
 
-Oracle clustering keeps the model's own local activity but maps every local speaker of every chunk to
-the reference speaker it overlaps most, then stitches as usual. The gap between the two rows is the
-cost of the speaker embeddings + clustering; what the oracle row still misses is segmentation.
+Three rows: the system as served; the same with the true number of speakers given (``num_speakers``:
+what the automatic count costs); oracle clustering, which keeps the model's own local activity but
+maps every local speaker of every chunk to the reference speaker it overlaps most, then stitches as
+usual. The gap between the first and last rows is the cost of the speaker embeddings + clustering;
+what the oracle row still misses is segmentation.
 
 Usage: ``python benchmarks/oracle_clustering.py --system fast-cnn [--model-path M] [--dev-set D]``.
 """
@@ -50,15 +52,23 @@ def main(
     from flywheel.systems.onnx_system import OnnxSystem
 
     system = OnnxSystem(system_name, model_path=model_path)
-    real, oracle = [], []
+    real, known_count, oracle = [], [], []
     for item in iter_test_set(dev_set):
         local = system.prepare(load_audio(item.audio_path))
         real.append(der_breakdown(item.reference, system.cluster(local, uri=item.uri), item.uem))
+        count = len(item.reference.labels())
+        hyp = system.cluster(local, uri=item.uri, num_speakers=count)
+        known_count.append(der_breakdown(item.reference, hyp, item.uem))
         assignment, speakers = oracle_assignment(item, local, system.frame_s)
         scores, count = stitch(local.activity, assignment, local.chunk_frames, local.num_frames, speakers)
         hyp = to_annotation(binarize(scores, count), system.frame_s, local.duration, item.uri)
         oracle.append(der_breakdown(item.reference, hyp, item.uem))
-    for name, rows in (("system clustering", real), ("oracle clustering", oracle)):
+    rows_by_name = (
+        ("system clustering", real),
+        ("true speaker count", known_count),
+        ("oracle clustering", oracle),
+    )
+    for name, rows in rows_by_name:
         t = aggregate(rows)
         typer.echo(
             f"{name:18s} DER {100 * t.der:5.2f}%  miss {100 * t.missed / t.total:5.2f}%  "

@@ -124,6 +124,9 @@ def diarize(
     out_dir: Path = typer.Option(
         Path("diarization"), "--out-dir", "-o", help="Writes <out-dir>/<stem>.rttm."
     ),
+    num_speakers: int = typer.Option(
+        None, "--num-speakers", "-n", min=1, help="Number of speakers, when known [default: estimated]."
+    ),
 ) -> None:
     """Diarize audio files: who spoke when, as one RTTM per input."""
     from tqdm import tqdm
@@ -141,7 +144,7 @@ def diarize(
             typer.secho(f"{path}: {err}", fg="red", err=True)
             failed += 1
             continue
-        annotation = diarizer.diarize(waveform, uri=path.stem)
+        annotation = diarizer.diarize(waveform, uri=path.stem, num_speakers=num_speakers)
         write_rttm(out_dir / f"{path.stem}.rttm", annotation)
         typer.echo(f"{path} -> {out_dir / (path.stem + '.rttm')}: {len(annotation.labels())} speakers")
     raise typer.Exit(1 if failed else 0)

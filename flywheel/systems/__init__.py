@@ -24,8 +24,11 @@ class DiarizationSystem(Protocol):
 
     name: str
 
-    def diarize(self, waveform: np.ndarray, uri: str = "audio") -> Annotation:
-        """Who spoke when in ``waveform`` (16 kHz mono float32); labels ``SPEAKER_00, ...``."""
+    def diarize(
+        self, waveform: np.ndarray, uri: str = "audio", num_speakers: int | None = None
+    ) -> Annotation:
+        """Who spoke when in ``waveform`` (16 kHz mono float32); labels ``SPEAKER_00, ...``.
+        ``num_speakers``: the number of speakers when the caller knows it (default: estimated)."""
         ...
 
 
@@ -40,8 +43,15 @@ class ReclusterableSystem(DiarizationSystem, Protocol):
         """Everything up to the embeddings (speech regions, windows, embeddings)."""
         ...
 
-    def cluster(self, prepared: Any, threshold: float | None = None, uri: str = "audio") -> Annotation:
-        """Cluster prepared embeddings with ``threshold`` (default: the system's own)."""
+    def cluster(
+        self,
+        prepared: Any,
+        threshold: float | None = None,
+        uri: str = "audio",
+        num_speakers: int | None = None,
+    ) -> Annotation:
+        """Cluster prepared embeddings with ``threshold`` (default: the system's own), or into
+        ``num_speakers`` speakers when given."""
         ...
 
 

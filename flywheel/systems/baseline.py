@@ -195,9 +195,14 @@ class BaselineSystem:
         return gain_for_rms(float(np.sqrt(energy / count)), self.config.target_dbfs)
 
     def cluster(
-        self, prepared: PreparedAudio, threshold: float | None = None, uri: str = "audio"
+        self,
+        prepared: PreparedAudio,
+        threshold: float | None = None,
+        uri: str = "audio",
+        num_speakers: int | None = None,
     ) -> Annotation:
-        """Cluster the prepared embeddings at ``threshold`` (default: the configured one)."""
+        """Cluster the prepared embeddings at ``threshold`` (default: the configured one), or into
+        ``num_speakers`` clusters when the caller knows the count."""
         cfg = self.config
         labels = agglomerative_cluster(
             prepared.embeddings,
@@ -205,11 +210,15 @@ class BaselineSystem:
             linkage=cfg.linkage,
             metric="cosine",
             min_cluster_size=cfg.min_cluster_size,
-            max_speakers=cfg.max_speakers,
+            max_speakers=num_speakers or cfg.max_speakers,
+            min_speakers=num_speakers or 1,
         )
         turns = label_regions(prepared.regions, prepared.windows, prepared.window_region, labels)
         return annotation_from_turns(((s, e, f"SPEAKER_{lab:02d}") for s, e, lab in turns), uri=uri)
 
-    def diarize(self, waveform: np.ndarray, uri: str = "audio") -> Annotation:
-        """Who spoke when in ``waveform`` (16 kHz mono float32); an empty annotation if no speech."""
-        return self.cluster(self.prepare(waveform), uri=uri)
+    def diarize(
+        self, waveform: np.ndarray, uri: str = "audio", num_speakers: int | None = None
+    ) -> Annotation:
+        """Who spoke when in ``waveform`` (16 kHz mono float32); an empty annotation if no speech.
+        ``num_speakers``: the number of speakers when known (default: estimated)."""
+        return self.cluster(self.prepare(waveform), uri=uri, num_speakers=num_speakers)

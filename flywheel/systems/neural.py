@@ -137,8 +137,13 @@ class NeuralDiarizer:
         )
 
     # -- 2.-4. clustering, assignment, stitching ----------------------------------------------
-    def assign(self, local: LocalResults, threshold: float) -> tuple[np.ndarray, int]:
-        """Global speaker of every local slot ``(C, 3)`` (``-1`` inactive) and the speaker count."""
+    def assign(
+        self, local: LocalResults, threshold: float, num_speakers: int | None = None
+    ) -> tuple[np.ndarray, int]:
+        """Global speaker of every local slot ``(C, 3)`` (``-1`` inactive) and the speaker count.
+
+        ``num_speakers`` (when the caller knows it) replaces the threshold's automatic count.
+        """
         p = self.params
         active = local.activity.sum(axis=1) * self.frame_s >= p.min_active_s  # (C, 3)
         good = (local.single_frames * self.frame_s >= p.min_embedding_s) & active
@@ -147,14 +152,20 @@ class NeuralDiarizer:
             return assignment, 0
         emb = local.embeddings / np.maximum(np.linalg.norm(local.embeddings, axis=-1, keepdims=True), 1e-8)
         if good.sum() >= 2:
-            labels = agglomerative_cluster(emb[good], threshold, max_speakers=p.max_speakers)
+            labels = agglomerative_cluster(
+                emb[good],
+                threshold,
+                max_speakers=num_speakers or p.max_speakers,
+                min_speakers=num_speakers or 1,
+            )
         else:
             labels = np.zeros(int(good.sum()), dtype=np.int64)
         if labels.size == 0:  # speech, but nobody talks alone long enough: one speaker
             assignment[active] = 0
             return assignment, 1
         seconds = local.single_frames[good] * self.frame_s  # how much speech each embedding stands for
-        labels = dissolve_small_clusters(emb[good], labels, seconds, p.min_cluster_share)
+        if num_speakers is None:
+            labels = dissolve_small_clusters(emb[good], labels, seconds, p.min_cluster_share)
         if p.refine_iterations > 0 and labels.max() > 0:
             labels, centre = refine_centred(emb[good], labels, seconds, p.refine_iterations)
             emb = centre_embeddings(emb, centre)
@@ -171,10 +182,16 @@ class NeuralDiarizer:
                 assignment[c, slots] = sim.argmax(axis=1)
         return assignment, k
 
-    def cluster(self, local: LocalResults, threshold: float | None = None, uri: str = "audio") -> Annotation:
+    def cluster(
+        self,
+        local: LocalResults,
+        threshold: float | None = None,
+        uri: str = "audio",
+        num_speakers: int | None = None,
+    ) -> Annotation:
         """Cluster prepared chunks and stitch them into an annotation."""
         threshold = self.params.threshold if threshold is None else threshold
-        assignment, k = self.assign(local, threshold)
+        assignment, k = self.assign(local, threshold, num_speakers)
         if k == 0:
             return Annotation(uri=uri)
         scores, count = aggregate(local.activity, assignment, local.chunk_frames, local.num_frames, k)
@@ -188,6 +205,9 @@ class NeuralDiarizer:
             min_duration_off=self.params.min_duration_off,
         )
 
-    def diarize(self, waveform: np.ndarray, uri: str = "audio") -> Annotation:
-        """Who spoke when in ``waveform`` (16 kHz mono float32), overlap included."""
-        return self.cluster(self.prepare(waveform), uri=uri)
+    def diarize(
+        self, waveform: np.ndarray, uri: str = "audio", num_speakers: int | None = None
+    ) -> Annotation:
+        """Who spoke when in ``waveform`` (16 kHz mono float32), overlap included; ``num_speakers``:
+        the number of speakers when known (default: estimated)."""
+        return self.cluster(self.prepare(waveform), uri=uri, num_speakers=num_speakers)

@@ -87,6 +87,16 @@ def test_recovers_two_speakers_with_overlap(params: NeuralParams) -> None:
     assert der_breakdown(ref, hyp).der < 0.02
 
 
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_a_known_speaker_count_replaces_the_estimate(count: int) -> None:
+    d = make(NeuralParams(step_s=2.5, threshold=0.5, min_cluster_share=0.05, refine_iterations=5))
+    waveform = np.zeros(int(20 * SAMPLE_RATE), dtype=np.float32)
+    d._starts = d.chunk_starts(len(waveform))
+    local = d.prepare(waveform)
+    # the scripted embeddings hold two speakers: asking for 3 cannot invent a third
+    assert len(d.cluster(local, uri="x", num_speakers=count).labels()) == min(count, 2)
+
+
 def test_binarize_keeps_top_count() -> None:
     scores = np.array([[0.9, 0.8, 0.1], [0.9, 0.2, 0.0]])
     out = binarize(scores, np.array([2.0, 1.0]))
