@@ -16,6 +16,7 @@ same audio and RTTM, which is how ``full`` training data is "stored" as seeds.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,7 @@ from scipy.signal import fftconvolve
 from flywheel.audio import SAMPLE_RATE, resample
 from flywheel.segments import annotation_from_turns
 from pipelines.inventory import Inventory, Utterance
+from pipelines.voice_warp import variant_name, warp_formants
 
 
 @dataclass
@@ -45,6 +47,10 @@ class SimulationConfig:
     reverb_prob: float = 0.5
     rt60_s: tuple[float, float] = (0.15, 0.6)
     bandlimit_prob: float = 0.2
+    # training only (set by the train recipe, not params.yaml: simulation, so dev/test never change):
+    # a speaker is replaced by its formant-warped copy (pipelines/voice_warp.py) with this probability
+    formant_warps: tuple[float, ...] = ()
+    formant_warp_prob: float = 0.0
 
     @classmethod
     def from_params(
@@ -82,6 +88,7 @@ class AudioCache:
         self.inventory = inventory
         self.keep = keep
         self._cache: dict[str, np.ndarray] = {}
+        self._warped: dict[tuple[str, float], np.ndarray] = {}
 
     def __call__(self, utt: Utterance) -> np.ndarray:
         if utt.utt_id in self._cache:
@@ -90,6 +97,48 @@ class AudioCache:
         if self.keep:
             self._cache[utt.utt_id] = samples
         return samples
+
+    def warped(self, utt: Utterance, alpha: float) -> np.ndarray:
+        """The utterance with its formants shifted by ``alpha`` (cached like the original)."""
+        key = (utt.utt_id, alpha)
+        if key in self._warped:
+            return self._warped[key]
+        samples = warp_formants(self(utt), alpha)
+        if self.keep:
+            self._warped[key] = samples
+        return samples
+
+
+class _VoiceMap:
+    """Audio of each conversation speaker: the inventory utterance, or its formant-warped copy."""
+
+    def __init__(self, audio: AudioCache, alphas: dict[str, float]):
+        self.audio = audio
+        self.alphas = alphas  # inventory speaker -> warp factor (absent: as recorded)
+
+    def __call__(self, utt: Utterance) -> np.ndarray:
+        alpha = self.alphas.get(utt.speaker)
+        return self.audio(utt) if alpha is None else self.audio.warped(utt, alpha)
+
+
+def _warp_voices(
+    seed: int, speakers: list[str], pool: dict[str, list[Utterance]], cfg: SimulationConfig
+) -> tuple[list[str], dict[str, list[Utterance]], dict[str, float]]:
+    """Replace some speakers by formant-warped copies (new speaker ids); own random stream, so the
+    rest of the conversation is drawn exactly as without warping."""
+    if not cfg.formant_warps or cfg.formant_warp_prob <= 0:
+        return speakers, pool, {}
+    rng = np.random.default_rng((seed, 1))
+    names, utts, alphas = [], dict(pool), {}
+    for spk in speakers:
+        if rng.random() < cfg.formant_warp_prob:
+            alpha = float(cfg.formant_warps[int(rng.integers(len(cfg.formant_warps)))])
+            name = variant_name(spk, alpha)
+            utts[name], alphas[spk] = pool[spk], alpha
+            names.append(name)
+        else:
+            names.append(spk)
+    return names, utts, alphas
 
 
 def _root(speaker: str) -> str:
@@ -174,7 +223,7 @@ def _draw_turns(
     rng: np.random.Generator,
     speakers: list[str],
     utts: dict[str, list[Utterance]],
-    audio: AudioCache,
+    audio: Callable[[Utterance], np.ndarray],
     cfg: SimulationConfig,
     target: float,
 ) -> list[_Placed]:
@@ -235,7 +284,8 @@ def simulate_conversation(
     count = int(rng.integers(cfg.speakers[0], cfg.speakers[1] + 1))
     speakers = choose_speakers(rng, sorted(pool), min(count, len(pool)))
     target = float(rng.uniform(*cfg.duration_s))
-    turns = _draw_turns(rng, speakers, pool, audio, cfg, target)
+    speakers, pool, alphas = _warp_voices(seed, speakers, pool, cfg)
+    turns = _draw_turns(rng, speakers, pool, _VoiceMap(audio, alphas), cfg, target)
 
     total = max(t.end for t in turns) + float(rng.uniform(0.2, 1.0))
     n = int(total * SAMPLE_RATE)

@@ -21,6 +21,7 @@ from flywheel.features import FeatureConfig, model_input
 from pipelines.build_conversations import conversation_seed
 from pipelines.inventory import Inventory
 from pipelines.simulate import AudioCache, SimulationConfig, simulate_conversation
+from pipelines.voice_warp import variant_name
 from training.models.powerset import MAX_SPEAKERS
 
 
@@ -90,7 +91,10 @@ class ConversationChunks(IterableDataset):
         self.split = split
         self.coverage = coverage  # expected number of chunks covering each second
         self.shuffle_buffer = shuffle_buffer
-        self.speaker_index = {s: i for i, s in enumerate(sorted(inventory.by_speaker(split)))}
+        recorded = sorted(inventory.by_speaker(split))
+        # formant-warped copies are speakers of their own, numbered after the recorded ones
+        warped = [variant_name(s, a) for a in sim.formant_warps for s in recorded]
+        self.speaker_index = {s: i for i, s in enumerate(recorded + warped)}
         self.epoch = 0  # epoch of the next iteration; advanced by each pass, also in persistent workers
         self._audio: AudioCache | None = None
 

@@ -8,6 +8,7 @@ training stops early after ``patience`` epochs without improvement, and ``last.p
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -51,6 +52,10 @@ class TrainConfig:
     teacher: str | None = None  # teacher vectors, relative to the data directory (e.g. teacher/full.npz)
     init_from: str | None = None  # checkpoint (best.pt/last.pt) whose weights start this recipe
     data_epoch_offset: int = 0  # start at this data epoch (a continued recipe sees new conversations)
+    # new voices: each conversation speaker is, with this probability, replaced by a copy with its
+    # formants shifted by one of these factors, trained as a speaker of its own (pipelines/voice_warp.py)
+    formant_warps: list[float] = field(default_factory=list)
+    formant_warp_prob: float = 0.0
     margin: float = 0.2  # AAM margin, reached after warm-up (0 first: AAM from scratch collapses)
     margin_warmup_steps: int = 600
     margin_ramp_steps: int = 900
@@ -157,6 +162,9 @@ def train(
     sim = SimulationConfig.from_params(
         params["simulation"], duration_s=profile["conversations"]["duration_s"]
     )
+    sim = dataclasses.replace(
+        sim, formant_warps=tuple(cfg.formant_warps), formant_warp_prob=cfg.formant_warp_prob
+    )
     chunk = ChunkConfig(**params["models"][model_type]["chunk"])
     features = FeatureConfig(**params["models"][model_type].get("features", {}))
     system_params = params.get("systems", {}).get(model_type)  # dev DER as the system is served
@@ -177,6 +185,8 @@ def train(
         _init_weights(model, speaker_head, Path(cfg.init_from))
     teacher = None
     if cfg.distill_weight > 0:
+        if cfg.formant_warps:
+            raise ValueError("formant-warped speakers have no teacher vectors: set distill_weight to 0")
         if not cfg.teacher:
             raise ValueError("distill_weight > 0 needs `teacher` (run `flywheel data teacher` first)")
         teacher = torch.from_numpy(load_teacher_targets(data_dir / cfg.teacher, dataset.speaker_index))

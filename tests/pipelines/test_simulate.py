@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from flywheel.segments import overlap_ratio
 from flywheel.testset import iter_test_set
 from pipelines.inventory import Inventory
 from pipelines.simulate import AudioCache, SimulationConfig, simulate_conversation
+from pipelines.voice_warp import variant_name
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +83,22 @@ def test_dev_and_test_sets_use_only_their_speakers(smoke_data: Path, inventory: 
             assert len(load_audio(item.audio_path)) / SAMPLE_RATE == pytest.approx(
                 item.uem.extent().end, abs=0.01
             )
+
+
+def test_formant_warped_voices_are_new_speakers_on_the_same_timeline(
+    inventory: Inventory, sim_cfg: SimulationConfig
+) -> None:
+    """Warping renames every chosen speaker and changes the audio, never the turns or their timing."""
+    plain = simulate_conversation(inventory, "train", 21, sim_cfg)
+    warped_cfg = dataclasses.replace(sim_cfg, formant_warps=(0.88, 1.14), formant_warp_prob=1.0)
+    warped = simulate_conversation(inventory, "train", 21, warped_cfg)
+    renamed = {variant_name(s, 0.88) for s in plain.speakers} | {
+        variant_name(s, 1.14) for s in plain.speakers
+    }
+    assert set(warped.speakers) <= renamed and len(warped.speakers) == len(plain.speakers)
+    assert warped.reference.get_timeline() == plain.reference.get_timeline()
+    assert len(warped.waveform) == len(plain.waveform)
+    assert not np.allclose(warped.waveform, plain.waveform)
+    # probability 0: the recipe's default, identical to the plain conversation
+    off = dataclasses.replace(sim_cfg, formant_warps=(0.88,), formant_warp_prob=0.0)
+    assert np.array_equal(simulate_conversation(inventory, "train", 21, off).waveform, plain.waveform)
