@@ -43,6 +43,7 @@ class TrainConfig:
     train_hours: float | None = None  # per epoch; default: the profile's train_hours
     epochs: int = 20
     patience: int = 3
+    stop_after: int | None = None  # end after this many epochs; the lr schedule still spans `epochs`
     batch_size: int = 32
     lr: float = 2e-3
     weight_decay: float = 1e-2
@@ -236,7 +237,8 @@ def train(
     )
     started = time.perf_counter()
     model.train()
-    while state["epoch"] < cfg.epochs and state["stale"] < cfg.patience:
+    last_epoch = min(cfg.epochs, cfg.stop_after or cfg.epochs)
+    while state["epoch"] < last_epoch and state["stale"] < cfg.patience:
         epoch = state["epoch"]
         losses = []
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", total=est_steps)
