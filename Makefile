@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 PROFILE ?= smoke
-FAST_CNN_CKPT ?= checkpoints/fast-cnn/distil/best.pt
+FAST_CNN_CKPT ?= checkpoints/fast-cnn/voices/best.pt
 
 .PHONY: help setup test lint data data-smoke data-full train-fast-cnn release-fast-cnn train-distilhubert release-distilhubert benchmark clean mlflow mlflow-stop up down load-test
 
@@ -29,10 +29,12 @@ data-full: setup  ## build the full data (inventory, dev/test conversations) thr
 
 data: data-smoke data-full  ## both profiles
 
-train-fast-cnn: setup  ## train the Fast CNN release recipe: `full`, then `distil` (resume from checkpoints/)
+train-fast-cnn: setup  ## train the Fast CNN release recipes: full, distil, continue, voices (resume from checkpoints/)
 	$(BIN)/flywheel train --model fast-cnn --config full
 	$(BIN)/dvc repro teacher@full
 	$(BIN)/flywheel train --model fast-cnn --config distil
+	$(BIN)/flywheel train --model fast-cnn --config continue
+	$(BIN)/flywheel train --model fast-cnn --config voices
 
 train-distilhubert: setup  ## train DistilHuBERT from scratch (INIT=path/to/distilhubert for the pretrained start)
 	$(BIN)/flywheel train --model distilhubert --config full $(if $(INIT),--init-from $(INIT))
@@ -57,7 +59,7 @@ load-test:  ## load benchmark of the serving path (minutes; writes reports/bench
 
 release-fast-cnn: setup  ## export the trained Fast CNN, tune its threshold on dev, benchmark, write the release card
 	$(BIN)/flywheel export-onnx --checkpoint $(FAST_CNN_CKPT) --model-type fast-cnn \
-		--optimization-level extended --out models/release/fast-cnn.onnx
+		--optimization-level extended --quantize int8-static --out models/release/fast-cnn.onnx
 	$(BIN)/flywheel tune --system fast-cnn --dev-set data/conversations/full/dev \
 		--model-path models/release/fast-cnn.onnx --thresholds 0.05:0.8:0.025 --write-params
 	$(BIN)/python benchmarks/diarization.py --systems baseline,fast-cnn,distilhubert

@@ -227,7 +227,7 @@ def export_onnx(
         None,
         "--quantize",
         help="int8: dynamic int8 MatMul/Gemm (fast-cnn) or static int8 Conv/MatMul calibrated on dev "
-        "conversations (distilhubert).",
+        "conversations (distilhubert); int8-static: static int8 for any model (the fast-cnn release).",
     ),
     tolerance: float = typer.Option(
         None, help="Max abs difference allowed vs PyTorch [default: 1e-3; int8 0.05; static int8 0.25]."

@@ -6,10 +6,12 @@ The exported graph takes the model input of :func:`flywheel.features.model_input
 exactly with training, and returns ``(logprobs, embeddings)``. Model metadata (type, chunk and frame
 length, feature config) is embedded.
 
-int8: the Fast CNN's cost is in its MatMul/Gemm-like pointwise layers, so weights are quantised
-dynamically; DistilHuBERT's cost is in its convolutional feature encoder, where dynamic ConvInteger
-is slower than float, so it is quantised statically (QLinearConv/QLinearMatMul) with activation
-ranges calibrated on real dev conversations.
+int8 (``quantize="int8"``): log-mel models get dynamic int8 MatMul/Gemm; DistilHuBERT, whose cost is
+in its convolutional feature encoder (where dynamic ConvInteger is slower than float), is quantised
+statically (QLinearConv/QLinearMatMul) with activation ranges calibrated on real dev conversations.
+``quantize="int8-static"`` asks for the static method for any model: the Fast CNN's pointwise and
+depthwise convolutions are Conv nodes that dynamic quantisation leaves in float, so its release model
+is static int8 (0.9 ms instead of 2.8 ms per 5 s chunk here, the same dev DER).
 """
 
 from __future__ import annotations
@@ -109,8 +111,8 @@ def export_onnx(
     """
     if optimization not in OPTIMIZATION_LEVELS:
         raise ValueError(f"optimization must be one of {OPTIMIZATION_LEVELS}")
-    if quantize not in (None, "int8"):
-        raise ValueError("quantize must be None or 'int8'")
+    if quantize not in (None, "int8", "int8-static"):
+        raise ValueError("quantize must be None, 'int8' or 'int8-static'")
     model, ckpt = load_checkpoint(checkpoint)
     chunk = ckpt["chunk"]
     feats_cfg = checkpoint_features(model, ckpt, n_mels)
@@ -123,6 +125,8 @@ def export_onnx(
     method = None
     if quantize == "int8":
         method = "static" if feats_cfg.kind == "waveform" else "dynamic"
+    elif quantize == "int8-static":  # any model: QLinearConv/QLinearMatMul calibrated on dev chunks
+        method = "static"
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:

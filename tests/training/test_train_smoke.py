@@ -25,7 +25,7 @@ def test_checkpoint_resumes(trained: Path, smoke_data: Path, params: dict) -> No
     assert summary["steps"] > 0 and summary["epochs"] == 1  # already done: nothing retrained
 
 
-@pytest.mark.parametrize("quantize", [None, "int8"])
+@pytest.mark.parametrize("quantize", [None, "int8", "int8-static"])
 def test_export_parity(trained: Path, tmp_path: Path, quantize: str | None) -> None:
     report = export_onnx(trained, tmp_path / "m.onnx", optimization="extended", quantize=quantize)
     assert report["max_abs_diff"] <= report["tolerance"]
@@ -55,3 +55,25 @@ def test_onnx_metadata_round_trip(trained: Path, tmp_path: Path) -> None:
     assert seg.metadata.model_type == "fast-cnn" and seg.metadata.chunk_s == 5.0
     lp, emb = seg(np.zeros((2, 64, 500), dtype=np.float32))
     assert lp.shape == (2, 125, 7) and emb.shape[:2] == (2, 3)
+
+
+def test_recipe_with_new_voices_stops_after_its_epoch_budget(
+    smoke_data: Path, params: dict, tmp_path: Path
+) -> None:
+    """`stop_after` ends the run early; formant-warped voices widen the speaker head (one per copy)."""
+    import copy
+
+    import torch
+
+    from pipelines.inventory import Inventory
+    from training.train import train
+
+    params = copy.deepcopy(params)
+    recipe = params["train"]["fast-cnn"]["smoke"]
+    recipe.update(epochs=3, stop_after=1, formant_warps=[0.9], formant_warp_prob=0.5, train_hours=0.02)
+    summary = train("fast-cnn", "smoke", out_dir=tmp_path, resume=False, params=params, data_dir=smoke_data)
+    assert summary["epochs"] == 1
+    state = torch.load(tmp_path / "last.pt", map_location="cpu", weights_only=False)
+    recorded = len(Inventory.load(smoke_data / "inventory" / "smoke").by_speaker("train"))
+    head = next(v for k, v in state["speaker_head"].items() if v.ndim == 2)
+    assert head.shape[0] == 2 * recorded  # recorded speakers + their 0.9 copies
