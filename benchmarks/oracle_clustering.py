@@ -69,12 +69,7 @@ def main(
         ("oracle clustering", oracle),
     )
     for name, rows in rows_by_name:
-        t = aggregate(rows)
-        typer.echo(
-            f"{name:18s} DER {100 * t.der:5.2f}%  miss {100 * t.missed / t.total:5.2f}%  "
-            f"false alarm {100 * t.false_alarm / t.total:5.2f}%  "
-            f"confusion {100 * t.confusion / t.total:5.2f}%"
-        )
+        typer.echo(f"{name:18s} {aggregate(rows).summary()}")
 
 
 if __name__ == "__main__":

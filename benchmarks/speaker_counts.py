@@ -77,12 +77,7 @@ def main(
                 hyp = system.cluster(prepared[step], uri=conv.uri)
                 rows[name].append(der_breakdown(conv.reference, hyp, conv.uem))
         for name, scored in rows.items():
-            t = aggregate(scored)
-            rate = {k: 100 * getattr(t, k) / t.total for k in ("missed", "false_alarm", "confusion")}
-            typer.echo(
-                f"{label:13s} {name:10s} DER {100 * t.der:5.2f}%  miss {rate['missed']:5.2f}%  "
-                f"false alarm {rate['false_alarm']:5.2f}%  confusion {rate['confusion']:5.2f}%"
-            )
+            typer.echo(f"{label:13s} {name:10s} {aggregate(scored).summary()}")
 
 
 if __name__ == "__main__":

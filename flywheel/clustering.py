@@ -15,12 +15,26 @@ from scipy.spatial.distance import cdist, pdist
 DEFAULT_MAX_POINTS = 5000
 
 
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (zero rows stay zero)."""
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-8)
+
+
 def _first_appearance_order(labels: np.ndarray) -> np.ndarray:
     """Relabel to ``0..k-1`` in order of first appearance."""
     _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
     rank = np.empty_like(first)
     rank[np.argsort(first)] = np.arange(first.size)
     return rank[inverse].astype(np.int64)
+
+
+def _join_nearest_large(x: np.ndarray, labels: np.ndarray, large: np.ndarray, metric: str) -> np.ndarray:
+    """Move the members of every cluster not in ``large`` to the nearest ``large`` cluster's mean."""
+    centroids = np.stack([x[labels == c].mean(axis=0) for c in large])
+    small = ~np.isin(labels, large)
+    labels = labels.copy()
+    labels[small] = large[cdist(x[small], centroids, metric=metric).argmin(axis=1)]
+    return labels
 
 
 def _reassign_small(
@@ -31,12 +45,7 @@ def _reassign_small(
     large = ids[counts >= min_cluster_size]
     if large.size == 0 or large.size == ids.size:
         return labels
-    centroids = np.stack([embeddings[labels == c].mean(axis=0) for c in large])
-    small = ~np.isin(labels, large)
-    nearest = cdist(embeddings[small], centroids, metric=metric).argmin(axis=1)
-    labels = labels.copy()
-    labels[small] = large[nearest]
-    return labels
+    return _join_nearest_large(embeddings, labels, large, metric)
 
 
 def agglomerative_cluster(
@@ -127,11 +136,6 @@ def agglomerative_cluster(
     return _first_appearance_order(np.asarray(labels))
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm (zero rows stay zero)."""
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-8)
-
-
 def dissolve_small_clusters(
     embeddings: np.ndarray, labels: np.ndarray, weights: np.ndarray, min_share: float
 ) -> np.ndarray:
@@ -150,25 +154,21 @@ def dissolve_small_clusters(
     large = ids[share >= min_share]
     if large.size == 0 or large.size == ids.size:
         return _first_appearance_order(labels)
-    x = _unit(np.asarray(embeddings, dtype=np.float64))
-    centroids = _unit(np.stack([x[labels == i].mean(axis=0) for i in large]))
-    small = ~np.isin(labels, large)
-    labels = labels.copy()
-    labels[small] = large[(x[small] @ centroids.T).argmax(axis=1)]
-    return _first_appearance_order(labels)
+    x = unit_rows(np.asarray(embeddings, dtype=np.float64))
+    return _first_appearance_order(_join_nearest_large(x, labels, large, "cosine"))
 
 
 def recording_centre(embeddings: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Weighted mean of the unit-normalised embeddings: what all speakers of one recording share
     (room, channel, noise), removed before cosine comparisons by :func:`refine_centred`."""
-    x = _unit(np.asarray(embeddings, dtype=np.float64))
+    x = unit_rows(np.asarray(embeddings, dtype=np.float64))
     w = np.asarray(weights, dtype=np.float64)
     return (x * w[:, None]).sum(axis=0) / max(float(w.sum()), 1e-12)
 
 
 def centre_embeddings(embeddings: np.ndarray, centre: np.ndarray) -> np.ndarray:
     """Unit embeddings minus the recording ``centre``, renormalised (the space clusters live in)."""
-    return _unit(_unit(np.asarray(embeddings, dtype=np.float64)) - centre)
+    return unit_rows(unit_rows(np.asarray(embeddings, dtype=np.float64)) - centre)
 
 
 def refine_centred(
@@ -191,7 +191,7 @@ def refine_centred(
     z = centre_embeddings(embeddings, centre)
     w = np.asarray(weights, dtype=np.float64)[:, None]
     for _ in range(iterations):
-        centroids = _unit(np.stack([(z[labels == i] * w[labels == i]).sum(axis=0) for i in range(k)]))
+        centroids = unit_rows(np.stack([(z[labels == i] * w[labels == i]).sum(axis=0) for i in range(k)]))
         new = (z @ centroids.T).argmax(axis=1)
         if np.unique(new).size < k or np.array_equal(new, labels):
             break

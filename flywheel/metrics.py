@@ -29,6 +29,15 @@ class DERBreakdown:
         """``|#hypothesis speakers - #reference speakers|``."""
         return abs(self.hyp_speakers - self.ref_speakers)
 
+    def summary(self) -> str:
+        """One line: ``DER 21.27%  miss  7.68%  false alarm  3.00%  confusion 10.59%``."""
+        denom = self.total or 1.0
+        return (
+            f"DER {100 * self.der:5.2f}%  miss {100 * self.missed / denom:5.2f}%  "
+            f"false alarm {100 * self.false_alarm / denom:5.2f}%  "
+            f"confusion {100 * self.confusion / denom:5.2f}%"
+        )
+
     def as_dict(self) -> dict[str, float]:
         """Plain dict including rates per component and the speaker-count error."""
         out = asdict(self)

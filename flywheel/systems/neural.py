@@ -30,6 +30,7 @@ from flywheel.clustering import (
     centre_embeddings,
     dissolve_small_clusters,
     refine_centred,
+    unit_rows,
 )
 from flywheel.features import FeatureConfig, limit_blas_threads, model_input
 from flywheel.stitching import aggregate, binarize, to_annotation
@@ -150,7 +151,7 @@ class NeuralDiarizer:
         assignment = np.full(active.shape, -1, dtype=np.int64)
         if not active.any():
             return assignment, 0
-        emb = local.embeddings / np.maximum(np.linalg.norm(local.embeddings, axis=-1, keepdims=True), 1e-8)
+        emb = unit_rows(local.embeddings)
         if good.sum() >= 2:
             labels = agglomerative_cluster(
                 emb[good],
@@ -170,8 +171,7 @@ class NeuralDiarizer:
             labels, centre = refine_centred(emb[good], labels, seconds, p.refine_iterations)
             emb = centre_embeddings(emb, centre)
         k = int(labels.max()) + 1
-        centroids = np.stack([emb[good][labels == i].mean(axis=0) for i in range(k)])
-        centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-8)
+        centroids = unit_rows(np.stack([emb[good][labels == i].mean(axis=0) for i in range(k)]))
         for c in np.flatnonzero(active.any(axis=1)):
             slots = np.flatnonzero(active[c])
             sim = emb[c, slots] @ centroids.T  # (slots, k)

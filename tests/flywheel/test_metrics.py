@@ -46,3 +46,10 @@ def test_aggregate_sums_components() -> None:
     a = der_breakdown(REF, REF, UEM)
     b = der_breakdown(REF, Annotation(uri="f"), UEM)
     assert aggregate([a, b]).der == pytest.approx(0.5)
+
+
+def test_summary_line_reports_rates_of_reference_speech() -> None:
+    from flywheel.metrics import DERBreakdown
+
+    b = DERBreakdown(der=0.25, missed=10.0, false_alarm=5.0, confusion=10.0, total=100.0)
+    assert b.summary() == "DER 25.00%  miss 10.00%  false alarm  5.00%  confusion 10.00%"
