@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.cluster.hierarchy import fcluster
 from scipy.cluster.hierarchy import linkage as scipy_linkage
-from scipy.spatial.distance import cdist, pdist
+from scipy.spatial.distance import cdist, pdist, squareform
 
 DEFAULT_MAX_POINTS = 5000
 
@@ -18,6 +18,29 @@ DEFAULT_MAX_POINTS = 5000
 def unit_rows(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm (zero rows stay zero)."""
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-8)
+
+
+def condensed_distances(x: np.ndarray, metric: str = "cosine") -> np.ndarray:
+    """``scipy.spatial.distance.pdist(x, metric)``, with undefined distances (zero rows under cosine)
+    set to the largest possible one.
+
+    Cosine distances come from one matrix product (BLAS) instead of ``pdist``'s pairwise loop: about
+    10x faster for the thousands of embeddings of an hour of audio.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if metric != "cosine":
+        distances = pdist(x, metric=metric)
+        return np.nan_to_num(distances, nan=float(np.nanmax(distances, initial=1.0)))
+    norms = np.linalg.norm(x, axis=1)
+    zero = norms == 0
+    u = (x / np.where(zero, 1.0, norms)[:, None]).astype(np.float32)  # float32 product: 1e-7 apart
+    square = u @ u.T
+    np.subtract(1.0, square, out=square)
+    np.clip(square, 0.0, 2.0, out=square)
+    square[zero, :] = 2.0  # undefined: as far as possible
+    square[:, zero] = 2.0
+    np.fill_diagonal(square, 0.0)
+    return squareform(square, checks=False).astype(np.float64)
 
 
 def _first_appearance_order(labels: np.ndarray) -> np.ndarray:
@@ -115,10 +138,7 @@ def agglomerative_cluster(
             labels = _reassign_small(x, labels, min_cluster_size, metric)
         return _first_appearance_order(labels)
 
-    distances = pdist(x, metric=metric)
-    worst = 2.0 if metric == "cosine" else float(np.nanmax(distances, initial=1.0))
-    distances = np.nan_to_num(distances, nan=worst)  # zero-norm rows: as far as possible
-    tree = scipy_linkage(distances, method=linkage)
+    tree = scipy_linkage(condensed_distances(x, metric), method=linkage)
     labels = fcluster(tree, t=threshold, criterion="distance")
     if min_cluster_size > 1:
         labels = _reassign_small(x, labels, min_cluster_size, metric)

@@ -375,6 +375,7 @@ def _init_weights(model: torch.nn.Module, speaker_head: AAMSoftmax, path: Path) 
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     model.load_state_dict(ckpt["model"])
     head = ckpt.get("speaker_head")
-    if head is not None and head["weight"].shape == speaker_head.weight.shape:
+    kept = head is not None and head["weight"].shape == speaker_head.weight.shape
+    if kept:
         speaker_head.load_state_dict(head)
-    print(f"initialised from {path} (speaker head {'kept' if head is not None else 'new'})")
+    print(f"initialised from {path} (speaker head {'kept' if kept else 'new'})")

@@ -32,7 +32,7 @@ from flywheel.clustering import (
     refine_centred,
     unit_rows,
 )
-from flywheel.features import FeatureConfig, limit_blas_threads, model_input
+from flywheel.features import FeatureConfig, limit_blas_threads, model_inputs
 from flywheel.stitching import aggregate, binarize, to_annotation
 
 # features (B, n_mels, T) -> (log-probs (B, T', 7), embeddings (B, 3, D))
@@ -116,11 +116,10 @@ class NeuralDiarizer:
         n_chunk = int(round(self.chunk_s * SAMPLE_RATE))
         duration = len(waveform) / SAMPLE_RATE
         starts = self.chunk_starts(len(waveform))
-        padded = np.pad(waveform.astype(np.float32), (0, max(0, int(starts[-1]) + n_chunk - len(waveform))))
         activities, embeddings = [], []
         for b0 in range(0, len(starts), self.params.batch_size):
             batch = starts[b0 : b0 + self.params.batch_size]
-            feats = np.stack([model_input(padded[s : s + n_chunk], self.features) for s in batch])
+            feats = model_inputs(waveform, batch, n_chunk, self.features)  # zeros past the end
             logprobs, emb = self.backend(feats)
             activities.append(POWERSET[logprobs.argmax(axis=-1)])
             embeddings.append(emb)

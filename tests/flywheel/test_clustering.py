@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.spatial.distance import pdist
 
 from flywheel.clustering import (
     agglomerative_cluster,
     centre_embeddings,
+    condensed_distances,
     dissolve_small_clusters,
     recording_centre,
     refine_centred,
@@ -91,6 +93,16 @@ def test_euclidean_ward_is_supported() -> None:
     x, truth = blobs([10, 12])
     labels = agglomerative_cluster(x * 10, threshold=5.0, linkage="ward", metric="euclidean")
     assert same_partition(labels, truth)
+
+
+def test_cosine_distances_match_pdist_and_zero_rows_are_farthest() -> None:
+    x = np.random.default_rng(4).standard_normal((60, 8))
+    x[7] = 0.0
+    fast = condensed_distances(x)
+    reference = np.nan_to_num(pdist(x, metric="cosine"), nan=2.0)
+    assert fast.dtype == np.float64 and fast.shape == reference.shape
+    assert np.abs(fast - reference).max() < 1e-5
+    assert np.allclose(condensed_distances(x, "euclidean"), pdist(x))
 
 
 def test_rejects_bad_input() -> None:
