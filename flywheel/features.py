@@ -170,7 +170,7 @@ def model_inputs(
     if cfg.kind == "log_mel":
         return chunk_log_mels(waveform, starts, chunk_samples, cfg)
     batch = np.zeros((len(starts), chunk_samples), dtype=np.float32)
-    for row, s in zip(batch, starts):
+    for row, s in zip(batch, starts, strict=True):
         part = waveform[int(s) : int(s) + chunk_samples]
         row[: len(part)] = part
     return np.stack([model_input(row, cfg) for row in batch])
