@@ -3,7 +3,8 @@
 ``POST /v1/diarize``
     Audio as the raw body or as a multipart file field (WAV, FLAC, OGG; any sample rate, any
     number of channels). Headers: ``X-Client-Id`` (sticky A/B arm), ``X-API-Key`` (when keys are
-    configured), ``X-Admin-Key`` (with ``?arm=``). Query: ``format=json|rttm``, ``arm=NAME``.
+    configured), ``X-Admin-Key`` (with ``?arm=``). Query: ``format=json|rttm``, ``arm=NAME``,
+    ``num_speakers=N`` (when the caller knows it; otherwise the count is estimated).
     Answers ``{request_id, arm, model, model_version, latency_ms, duration_s, num_speakers,
     segments: [{start, end, speaker}]}`` or RTTM text; bad input answers 4xx with ``{error}``.
 ``GET /v1/models``
@@ -17,9 +18,12 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from serving.service import DiarizationService
+
+MAX_SPEAKERS = 20  # largest ``num_speakers`` a request may ask for
 
 DESCRIPTION = (
     "Speaker diarization with A/B arms. Send audio (WAV, FLAC, OGG; any rate and channels) as the "
@@ -44,13 +48,24 @@ def create_api(service: DiarizationService) -> FastAPI:
     """The FastAPI app serving ``service``."""
     api = FastAPI(title="diarization-flywheel", version="1", description=DESCRIPTION)
 
+    @api.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """Bad query parameters: 422 with one readable ``error``, like every other refusal."""
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'][1:]) or 'request'}: {e['msg']}" for e in exc.errors()
+        )
+        return JSONResponse({"error": f"invalid request: {problems}"}, status_code=422)
+
     @api.post("/v1/diarize", openapi_extra=AUDIO_BODY, summary="Who spoke when")
     async def diarize(
         request: Request,
         format: str = Query("json", description="json or rttm"),
         arm: str | None = Query(None, description="force an arm (needs X-Admin-Key)"),
+        num_speakers: int | None = Query(
+            None, ge=1, le=MAX_SPEAKERS, description="the number of speakers, when known (default: estimated)"
+        ),
     ) -> Response:
-        return await service.diarize(request, format, arm)
+        return await service.diarize(request, format, arm, num_speakers)
 
     @api.get("/v1/models", summary="Arms, model versions and weights")
     async def models() -> dict[str, Any]:

@@ -51,11 +51,11 @@ class ArmDeployment:
             raise RuntimeError(f"arm {self.arm.name!r}: no model could be loaded")
         self.arm.start_polling()
 
-    def diarize(self, samples: Any) -> dict[str, Any]:
+    def diarize(self, samples: Any, num_speakers: int | None = None) -> dict[str, Any]:
         """Segments for one request (16-bit PCM bytes or float32; all its chunks in batched model calls)."""
         from serving.audio_store import from_pcm16
 
-        return self.arm.diarize(from_pcm16(samples))
+        return self.arm.diarize(from_pcm16(samples), num_speakers)
 
     def describe(self) -> dict[str, Any]:
         """Model, version and source of this replica's arm."""

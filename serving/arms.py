@@ -143,10 +143,11 @@ class Arm:
         }
 
     # -- serving --------------------------------------------------------------------------------
-    def diarize(self, samples: np.ndarray) -> dict[str, Any]:
-        """Segments of ``samples`` (16 kHz mono) plus the model that made them."""
+    def diarize(self, samples: np.ndarray, num_speakers: int | None = None) -> dict[str, Any]:
+        """Segments of ``samples`` (16 kHz mono) plus the model that made them; ``num_speakers``:
+        the number of speakers when the caller knows it (default: estimated)."""
         model = self.model  # one reference for the whole request
-        annotation = model.system.diarize(samples, uri="audio")
+        annotation = model.system.diarize(samples, uri="audio", num_speakers=num_speakers)
         segments = segments_of(annotation)
         return {
             "arm": self.name,

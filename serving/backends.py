@@ -29,7 +29,7 @@ class ArmBackend(Protocol):
         """Names of the arms that can take traffic."""
         ...
 
-    async def diarize(self, arm: str, samples: np.ndarray) -> dict[str, Any]:
+    async def diarize(self, arm: str, samples: np.ndarray, num_speakers: int | None = None) -> dict[str, Any]:
         """Run arm ``arm`` on ``samples`` (see :meth:`serving.arms.Arm.diarize`)."""
         ...
 
@@ -51,9 +51,11 @@ class EmbeddedArms:
         """Arms with a loaded model."""
         return sorted(name for name, arm in self.arms.items() if arm.available)
 
-    async def diarize(self, arm: str, samples: np.ndarray) -> dict[str, Any]:
+    async def diarize(self, arm: str, samples: np.ndarray, num_speakers: int | None = None) -> dict[str, Any]:
         """Inference in the worker pool."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self.arms[arm].diarize, samples)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, self.arms[arm].diarize, samples, num_speakers
+        )
 
     async def describe(self) -> list[dict[str, Any]]:
         """Descriptions of all arms."""
@@ -78,9 +80,9 @@ class DeploymentArms:
         """Arms whose deployment exists (only arms with a model at deploy time get one)."""
         return sorted(self.handles)
 
-    async def diarize(self, arm: str, samples: np.ndarray) -> dict[str, Any]:
+    async def diarize(self, arm: str, samples: np.ndarray, num_speakers: int | None = None) -> dict[str, Any]:
         """One handle hop to a replica of the arm, carrying the audio as 16-bit PCM bytes."""
-        return await self.handles[arm].diarize.remote(to_pcm16(samples))
+        return await self.handles[arm].diarize.remote(to_pcm16(samples), num_speakers)
 
     async def describe(self) -> list[dict[str, Any]]:
         """Ask one replica of each arm."""

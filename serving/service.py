@@ -108,7 +108,13 @@ class DiarizationService:
         }
         return (200 if available else 503), body
 
-    async def diarize(self, request: Request, fmt: str = "json", arm_override: str | None = None) -> Response:
+    async def diarize(
+        self,
+        request: Request,
+        fmt: str = "json",
+        arm_override: str | None = None,
+        num_speakers: int | None = None,
+    ) -> Response:
         """``POST /v1/diarize``: see the module docstring of ``serving.api``."""
         t0 = time.perf_counter()
         request_id = uuid.uuid4().hex
@@ -116,7 +122,9 @@ class DiarizationService:
         outcome = Outcome(status=500)
         response: Response
         try:
-            response = await self._diarize(request, fmt, arm_override, client_id, request_id, t0, outcome)
+            response = await self._diarize(
+                request, fmt, arm_override, num_speakers, client_id, request_id, t0, outcome
+            )
         except (AuthError, InputError) as err:
             outcome.status, outcome.error = err.status, str(err)
             response = _error(err.status, str(err), request_id)
@@ -133,6 +141,7 @@ class DiarizationService:
         request: Request,
         fmt: str,
         arm_override: str | None,
+        num_speakers: int | None,
         client_id: str | None,
         request_id: str,
         t0: float,
@@ -158,7 +167,7 @@ class DiarizationService:
         except LookupError:
             raise InputError(503, "no model is available right now") from None
         outcome.arm = arm
-        result = await self.backend.diarize(arm, samples)
+        result = await self.backend.diarize(arm, samples, num_speakers)
         outcome.status, outcome.result = 200, result
         latency_ms = round((time.perf_counter() - t0) * 1000, 2)
         headers = {"X-Request-Id": request_id, "X-Arm": arm, "X-Model-Version": str(result["model_version"])}

@@ -125,6 +125,15 @@ def test_multipart_without_a_file_and_bad_format(service, clip10: bytes) -> None
     assert call(service, "POST", "/v1/diarize?format=xml", content=clip10).status_code == 400
 
 
+def test_known_speaker_count(service, clip10: bytes) -> None:
+    r = call(service, "POST", "/v1/diarize?num_speakers=1", content=clip10)
+    assert r.status_code == 200, r.text
+    assert r.json()["num_speakers"] <= 1 and {s["speaker"] for s in r.json()["segments"]} <= {"SPEAKER_00"}
+    for bad in ("0", "two", "999"):
+        r = call(service, "POST", f"/v1/diarize?num_speakers={bad}", content=clip10)
+        assert r.status_code == 422 and "num_speakers" in r.json()["error"], r.text
+
+
 def test_auth_and_admin_override(service, clip10: bytes) -> None:
     assert call(service, "POST", "/v1/diarize", key=None, content=clip10).status_code == 401
     assert call(service, "POST", "/v1/diarize", key="wrong", content=clip10).status_code == 401
