@@ -173,6 +173,8 @@ def export_onnx(
             extra={
                 "dev_der": ckpt.get("dev_der"),
                 "threshold": ckpt.get("threshold"),
+                "epoch": ckpt.get("epoch"),
+                "averaged_epochs": ckpt.get("averaged_epochs"),
                 "optimization": optimization,
                 "quantize": quantize or "none",
                 "quantize_method": method or "none",

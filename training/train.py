@@ -70,6 +70,9 @@ class TrainConfig:
         default_factory=lambda: [round(0.2 + 0.025 * i, 3) for i in range(25)]
     )
     max_steps_per_epoch: int | None = None
+    # at the end, the weights of the last `average_last` epochs are averaged (kept in epochs/); the
+    # average replaces best.pt when its dev DER is lower (0 or 1: no averaging)
+    average_last: int = 0
 
     @classmethod
     def load(cls, model_type: str, name: str, params: dict[str, Any] | None = None) -> TrainConfig:
@@ -280,21 +283,12 @@ def train(
         print(json.dumps(record))
         tracker.log_metrics({k: v for k, v in record.items() if k not in ("epoch", "step")}, step=epoch + 1)
         state["epoch"] = epoch + 1
+        if cfg.average_last > 1:
+            (out / "epochs").mkdir(exist_ok=True)
+            torch.save(model.state_dict(), _epoch_weights(out, epoch + 1))
         if der < state["best_der"]:
             state.update(best_der=der, best_threshold=threshold, stale=0)
-            torch.save(
-                {
-                    "model": model.state_dict(),
-                    "model_type": model_type,
-                    "config": model.cfg.as_dict(),
-                    "chunk": chunk.__dict__,
-                    "features": features.__dict__,
-                    "dev_der": der,
-                    "threshold": threshold,
-                    "epoch": epoch + 1,
-                },
-                out / "best.pt",
-            )
+            _save_best(out / "best.pt", model, model_type, chunk, features, der, threshold, epoch + 1)
         else:
             state["stale"] += 1
         torch.save(
@@ -307,6 +301,12 @@ def train(
             last,
         )
 
+    if cfg.average_last > 1 and "averaged" not in state:
+        state["averaged"] = _average_last_epochs(
+            model, out, state, cfg, model_type, chunk, features, dev_dir, system_params
+        )
+        torch.save({**torch.load(last, map_location="cpu", weights_only=False), "state": state}, last)
+
     summary = {
         "model_type": model_type,
         "config": config_name,
@@ -315,11 +315,98 @@ def train(
         "epochs": state["epoch"],
         "steps": state["step"],
         "history": state["history"],
+        "averaged": state.get("averaged"),
         "checkpoint": str(out / "best.pt"),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     finish_training(tracker, summary, out, dev_dir)
     return summary
+
+
+def _epoch_weights(out: Path, epoch: int) -> Path:
+    return out / "epochs" / f"epoch_{epoch:03d}.pt"
+
+
+def _save_best(
+    path: Path,
+    model: torch.nn.Module,
+    model_type: str,
+    chunk: ChunkConfig,
+    features: FeatureConfig,
+    der: float,
+    threshold: float | None,
+    epoch: int,
+    averaged_epochs: list[int] | None = None,
+) -> None:
+    """Write ``best.pt``: the weights plus what export and serving need to rebuild the model."""
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "model_type": model_type,
+            "config": model.cfg.as_dict(),
+            "chunk": chunk.__dict__,
+            "features": features.__dict__,
+            "dev_der": der,
+            "threshold": threshold,
+            "epoch": epoch,
+            "averaged_epochs": averaged_epochs,
+        },
+        path,
+    )
+
+
+def average_weights(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Element-wise mean of model state dicts (integer buffers, e.g. batch counts, from the last)."""
+    averaged = {}
+    for k, v in states[0].items():
+        if v.is_floating_point():
+            averaged[k] = (sum(s[k].double() for s in states) / len(states)).to(v.dtype)
+        else:
+            averaged[k] = states[-1][k]
+    return averaged
+
+
+def _average_last_epochs(
+    model: torch.nn.Module,
+    out: Path,
+    state: dict[str, Any],
+    cfg: TrainConfig,
+    model_type: str,
+    chunk: ChunkConfig,
+    features: FeatureConfig,
+    dev_dir: Path,
+    system_params: dict[str, Any] | None,
+) -> dict[str, Any] | None:
+    """Average the weights of the last ``cfg.average_last`` epochs and keep them as ``best.pt`` when
+    their dev DER beats the best single epoch's, both scored now on the same dev set. Returns the
+    record (``None``: too few epochs kept)."""
+    last = state["epoch"]
+    epochs = list(range(last - cfg.average_last + 1, last + 1))
+    paths = [_epoch_weights(out, e) for e in epochs]
+    if epochs[0] < 1 or not all(p.exists() for p in paths):
+        print(f"weight averaging skipped: epochs {epochs[0]}-{last} are not all kept in {out / 'epochs'}")
+        return None
+
+    def score() -> tuple[float, float]:
+        return dev_der(model, dev_dir, chunk, cfg.dev_thresholds, cfg.dev_files, features, system_params)
+
+    best_path = out / "best.pt"
+    if best_path.exists():  # scored again: the dev set may have changed since that epoch
+        model.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=False)["model"])
+        state["best_der"], state["best_threshold"] = score()
+    model.load_state_dict(average_weights([torch.load(p, map_location="cpu") for p in paths]))
+    der, threshold = score()
+    record = {
+        "averaged_epochs": [epochs[0], last],
+        "dev_der": der,
+        "dev_threshold": threshold,
+        "best_epoch_dev_der": state["best_der"],
+    }
+    print(json.dumps(record))
+    if der < state["best_der"]:
+        state.update(best_der=der, best_threshold=threshold)
+        _save_best(out / "best.pt", model, model_type, chunk, features, der, threshold, last, epochs)
+    return record
 
 
 def training_step(

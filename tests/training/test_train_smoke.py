@@ -77,3 +77,34 @@ def test_recipe_with_new_voices_stops_after_its_epoch_budget(
     recorded = len(Inventory.load(smoke_data / "inventory" / "smoke").by_speaker("train"))
     head = next(v for k, v in state["speaker_head"].items() if v.ndim == 2)
     assert head.shape[0] == 2 * recorded  # recorded speakers + their 0.9 copies
+
+
+def test_weights_of_the_last_epochs_are_averaged_and_kept_when_better(
+    smoke_data: Path, params: dict, tmp_path: Path
+) -> None:
+    """`average_last`: per-epoch weights are kept, their mean is scored on dev, and best.pt says
+    which weights it holds."""
+    import copy
+
+    import torch
+
+    from training.train import average_weights, train
+
+    params = copy.deepcopy(params)
+    params["train"]["fast-cnn"]["smoke"].update(epochs=2, patience=2, average_last=2, train_hours=0.02)
+    summary = train("fast-cnn", "smoke", out_dir=tmp_path, resume=False, params=params, data_dir=smoke_data)
+    assert sorted(p.name for p in (tmp_path / "epochs").iterdir()) == ["epoch_001.pt", "epoch_002.pt"]
+    averaged = summary["averaged"]
+    assert averaged["averaged_epochs"] == [1, 2] and averaged["dev_der"] >= 0.0
+    best = torch.load(tmp_path / "best.pt", map_location="cpu", weights_only=False)
+    if averaged["dev_der"] < averaged["best_epoch_dev_der"]:
+        assert best["averaged_epochs"] == [1, 2] and best["dev_der"] == averaged["dev_der"]
+    else:
+        assert best["averaged_epochs"] is None and best["dev_der"] == averaged["best_epoch_dev_der"]
+    states = [torch.load(tmp_path / "epochs" / f"epoch_00{e}.pt", map_location="cpu") for e in (1, 2)]
+    mean = average_weights(states)
+    name = next(k for k, v in states[0].items() if v.is_floating_point())
+    assert torch.allclose(mean[name], (states[0][name] + states[1][name]) / 2)
+    # resuming a finished run does not average again
+    again = train("fast-cnn", "smoke", out_dir=tmp_path, resume=True, params=params, data_dir=smoke_data)
+    assert again["averaged"] == averaged
