@@ -4,7 +4,9 @@ Three rows: the system as served; the same with the true number of speakers give
 what the automatic count costs); oracle clustering, which keeps the model's own local activity but
 maps every local speaker of every chunk to the reference speaker it overlaps most, then stitches as
 usual. The gap between the first and last rows is the cost of the speaker embeddings + clustering;
-what the oracle row still misses is segmentation.
+what the oracle row still misses is segmentation. A last table splits the segmentation by how many
+speakers talk at once: of the time where the reference has 0, 1, 2 or 3+ speakers, the share where the
+served system finds 0, 1, 2 or 3+ (e.g. how much two-speaker overlap it detects).
 
 Usage: ``python benchmarks/oracle_clustering.py --system fast-cnn [--model-path M] [--dev-set D]``.
 """
@@ -19,11 +21,33 @@ import typer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from pyannote.core import Annotation
+
 from flywheel.audio import load_audio
 from flywheel.metrics import aggregate, der_breakdown
 from flywheel.stitching import aggregate as stitch
 from flywheel.stitching import binarize, to_annotation
 from flywheel.testset import TestItem, iter_test_set
+
+MAX_COUNT = 3  # the last row and column hold "this many speakers or more"
+
+
+def speaker_count_table(
+    reference: Annotation, hypothesis: Annotation, duration: float, resolution: float = 0.01
+) -> np.ndarray:
+    """Seconds by (reference, hypothesis) number of simultaneous speakers, ``(4, 4)``, capped at 3+."""
+    frames = int(np.ceil(duration / resolution))
+
+    def counts(annotation: Annotation) -> np.ndarray:
+        c = np.zeros(frames + 1, dtype=np.int64)
+        for seg, _ in annotation.itertracks():
+            c[int(round(seg.start / resolution))] += 1
+            c[min(frames, int(round(seg.end / resolution)))] -= 1
+        return np.minimum(np.cumsum(c)[:frames], MAX_COUNT)
+
+    table = np.zeros((MAX_COUNT + 1, MAX_COUNT + 1))
+    np.add.at(table, (counts(reference), counts(hypothesis)), resolution)
+    return table
 
 
 def oracle_assignment(item: TestItem, local, frame_s: float) -> tuple[np.ndarray, int]:
@@ -53,9 +77,12 @@ def main(
 
     system = OnnxSystem(system_name, model_path=model_path)
     real, known_count, oracle = [], [], []
+    table = np.zeros((MAX_COUNT + 1, MAX_COUNT + 1))
     for item in iter_test_set(dev_set):
         local = system.prepare(load_audio(item.audio_path))
-        real.append(der_breakdown(item.reference, system.cluster(local, uri=item.uri), item.uem))
+        served = system.cluster(local, uri=item.uri)
+        real.append(der_breakdown(item.reference, served, item.uem))
+        table += speaker_count_table(item.reference, served, local.duration)
         count = len(item.reference.labels())
         hyp = system.cluster(local, uri=item.uri, num_speakers=count)
         known_count.append(der_breakdown(item.reference, hyp, item.uem))
@@ -70,6 +97,12 @@ def main(
     )
     for name, rows in rows_by_name:
         typer.echo(f"{name:18s} {aggregate(rows).summary()}")
+    names = [str(n) for n in range(MAX_COUNT)] + [f"{MAX_COUNT}+"]
+    typer.echo("\nspeakers at once: reference (rows) vs served (share of the row's time)")
+    typer.echo("ref   seconds  " + "  ".join(f"{'hyp ' + n:>7s}" for n in names))
+    for n, row in zip(names, table, strict=True):
+        shares = row / max(row.sum(), 1e-9)
+        typer.echo(f"{n:3s} {row.sum():9.0f}  " + "  ".join(f"{s:7.1%}" for s in shares))
 
 
 if __name__ == "__main__":

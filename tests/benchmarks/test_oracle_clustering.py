@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from pyannote.core import Annotation, Segment
 
-from benchmarks.oracle_clustering import oracle_assignment
+from benchmarks.oracle_clustering import oracle_assignment, speaker_count_table
 from flywheel.systems.neural import LocalResults
 from flywheel.testset import TestItem
 
@@ -29,3 +29,14 @@ def test_each_active_slot_gets_the_reference_speaker_it_overlaps() -> None:
     assignment, speakers = oracle_assignment(item, local, 0.04)
     assert speakers == 2
     assert assignment.tolist() == [[-1, 0, -1], [1, -1, -1]]
+
+
+def test_speaker_count_table_splits_time_by_simultaneous_speakers() -> None:
+    ref, hyp = Annotation(), Annotation()
+    ref[Segment(0.0, 2.0)] = "a"
+    ref[Segment(1.0, 3.0)] = "b"  # 1-2 s: two speakers
+    hyp[Segment(0.0, 3.0)] = "x"  # always one
+    table = speaker_count_table(ref, hyp, duration=4.0)
+    assert table.shape == (4, 4)
+    assert np.isclose(table[1, 1], 2.0) and np.isclose(table[2, 1], 1.0) and np.isclose(table[0, 0], 1.0)
+    assert np.isclose(table.sum(), 4.0)
