@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 PROFILE ?= smoke
-FAST_CNN_CKPT ?= checkpoints/fast-cnn/voices/best.pt
+FAST_CNN_CKPT ?= checkpoints/fast-cnn/voices2/best.pt
 
 .PHONY: help setup test lint data data-smoke data-full train-fast-cnn release-fast-cnn train-distilhubert release-distilhubert benchmark clean mlflow mlflow-stop up down load-test
 
@@ -29,12 +29,13 @@ data-full: setup  ## build the full data (inventory, dev/test conversations) thr
 
 data: data-smoke data-full  ## both profiles
 
-train-fast-cnn: setup  ## train the Fast CNN release recipes: full, distil, continue, voices (resume from checkpoints/)
+train-fast-cnn: setup  ## train the Fast CNN release recipes: full, distil, continue, voices, voices2 (resume from checkpoints/)
 	$(BIN)/flywheel train --model fast-cnn --config full
 	$(BIN)/dvc repro teacher@full
 	$(BIN)/flywheel train --model fast-cnn --config distil
 	$(BIN)/flywheel train --model fast-cnn --config continue
 	$(BIN)/flywheel train --model fast-cnn --config voices
+	$(BIN)/flywheel train --model fast-cnn --config voices2
 
 train-distilhubert: setup  ## train DistilHuBERT from scratch (INIT=path/to/distilhubert for the pretrained start)
 	$(BIN)/flywheel train --model distilhubert --config full $(if $(INIT),--init-from $(INIT))
