@@ -57,6 +57,9 @@ class TrainConfig:
     # formants shifted by one of these factors, trained as a speaker of its own (pipelines/voice_warp.py)
     formant_warps: list[float] = field(default_factory=list)
     formant_warp_prob: float = 0.0
+    # overrides of params.yaml `simulation` for the training conversations only (dev/test stay fixed),
+    # e.g. {overlap_turn_prob: 0.5} for more overlapped speech
+    simulation: dict[str, Any] = field(default_factory=dict)
     margin: float = 0.2  # AAM margin, reached after warm-up (0 first: AAM from scratch collapses)
     margin_warmup_steps: int = 600
     margin_ramp_steps: int = 900
@@ -83,6 +86,24 @@ class TrainConfig:
                 f"unknown training config {name!r} for {model_type}; choose one of {sorted(recipes)}"
             )
         return cls(**recipes[name])
+
+
+def training_simulation(params: dict[str, Any], cfg: TrainConfig) -> SimulationConfig:
+    """How the recipe's training conversations are simulated: params.yaml ``simulation`` with the
+    profile's durations, the recipe's formant-warped voices and its ``simulation`` overrides.
+
+    Raises:
+        ValueError: an override names no simulation setting.
+    """
+    durations = params["profiles"][cfg.data_profile]["conversations"]["duration_s"]
+    sim = SimulationConfig.from_params(params["simulation"], duration_s=durations)
+    unknown = sorted(set(cfg.simulation) - set(SimulationConfig.__dataclass_fields__))
+    if unknown:
+        raise ValueError(f"unknown simulation setting(s) {unknown} in the recipe's `simulation`")
+    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.simulation.items()}
+    return dataclasses.replace(
+        sim, formant_warps=tuple(cfg.formant_warps), formant_warp_prob=cfg.formant_warp_prob, **overrides
+    )
 
 
 def _init_worker(_: int) -> None:
@@ -166,12 +187,7 @@ def train(
     profile = params["profiles"][cfg.data_profile]
     inventory = Inventory.load(data_dir / "inventory" / cfg.data_profile)
     dev_dir = data_dir / "conversations" / cfg.data_profile / "dev"
-    sim = SimulationConfig.from_params(
-        params["simulation"], duration_s=profile["conversations"]["duration_s"]
-    )
-    sim = dataclasses.replace(
-        sim, formant_warps=tuple(cfg.formant_warps), formant_warp_prob=cfg.formant_warp_prob
-    )
+    sim = training_simulation(params, cfg)
     chunk = ChunkConfig(**params["models"][model_type]["chunk"])
     features = FeatureConfig(**params["models"][model_type].get("features", {}))
     system_params = params.get("systems", {}).get(model_type)  # dev DER as the system is served
