@@ -31,11 +31,10 @@ class DERBreakdown:
 
     def summary(self) -> str:
         """One line: ``DER 21.27%  miss  7.68%  false alarm  3.00%  confusion 10.59%``."""
-        denom = self.total or 1.0
+        r = self.as_dict()
         return (
-            f"DER {100 * self.der:5.2f}%  miss {100 * self.missed / denom:5.2f}%  "
-            f"false alarm {100 * self.false_alarm / denom:5.2f}%  "
-            f"confusion {100 * self.confusion / denom:5.2f}%"
+            f"DER {100 * self.der:5.2f}%  miss {100 * r['missed_rate']:5.2f}%  "
+            f"false alarm {100 * r['false_alarm_rate']:5.2f}%  confusion {100 * r['confusion_rate']:5.2f}%"
         )
 
     def as_dict(self) -> dict[str, float]:

@@ -321,6 +321,7 @@ def train(
         state["averaged"] = _average_last_epochs(
             model, out, state, cfg, model_type, chunk, features, dev_dir, system_params
         )
+        # only the state changes: last.pt keeps the last epoch's weights (the model now holds others)
         torch.save({**torch.load(last, map_location="cpu", weights_only=False), "state": state}, last)
 
     summary = {
@@ -421,7 +422,7 @@ def _average_last_epochs(
     print(json.dumps(record))
     if der < state["best_der"]:
         state.update(best_der=der, best_threshold=threshold)
-        _save_best(out / "best.pt", model, model_type, chunk, features, der, threshold, last, epochs)
+        _save_best(best_path, model, model_type, chunk, features, der, threshold, last, epochs)
     return record
 
 
