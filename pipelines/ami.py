@@ -21,7 +21,10 @@ SUBSETS = ("train", "development", "test")
 def prepare_ami_debug(source: Path, out_dir: Path) -> dict[str, list[str]]:
     """Copy audio and split the protocol's RTTM/UEM per file; returns the URIs of each subset."""
     if not source.is_dir():
-        raise FileNotFoundError(f"ami-debug not found at {source}")
+        raise FileNotFoundError(
+            f"ami-debug not found at {source} (the shared data sits in ../shared/data beside the "
+            "checkout; elsewhere, set FLYWHEEL_SHARED_DATA_DIR)"
+        )
     uris: dict[str, list[str]] = {}
     for subset in SUBSETS:
         lst = source / f"debug.{subset}.lst"

@@ -43,7 +43,10 @@ def files_by_speaker(cfg: SourceConfig) -> dict[str, list[str]]:
     root = Path(cfg.shared_data_dir) / FOLDER
     files = sorted(root.glob("*.flac")) if root.is_dir() else []
     if not files:
-        raise SourceUnavailableError(f"no LibriSpeech FLAC files under {root}")
+        raise SourceUnavailableError(
+            f"no LibriSpeech FLAC files under {root} (the shared data sits in ../shared/data beside the "
+            "checkout; elsewhere, set FLYWHEEL_SHARED_DATA_DIR)"
+        )
     by_speaker: dict[str, list[str]] = defaultdict(list)
     for f in files:
         by_speaker[f"{NAMESPACE}:{f.name.split('-', 1)[0]}"].append(f.name)
