@@ -73,6 +73,9 @@ class TrainConfig:
         default_factory=lambda: [round(0.2 + 0.025 * i, 3) for i in range(25)]
     )
     max_steps_per_epoch: int | None = None
+    # dev DER from this epoch on (1: every epoch); earlier epochs are neither scored nor kept as best.
+    # A long recipe that ends by averaging its last epochs saves a dev pass on each early epoch
+    dev_from_epoch: int = 1
     # at the end, the weights of the last `average_last` epochs are averaged (kept in epochs/); the
     # average replaces best.pt when its dev DER is lower (0 or 1: no averaging)
     average_last: int = 0
@@ -281,9 +284,11 @@ def train(
             if i % 10 == 0:
                 seg_m, spk_m, kd_m = np.mean(losses[-50:], axis=0)
                 bar.set_postfix(seg=f"{seg_m:.3f}", spk=f"{spk_m:.3f}", kd=f"{kd_m:.3f}")
-        der, threshold = dev_der(
-            model, dev_dir, chunk, cfg.dev_thresholds, cfg.dev_files, features, system_params
-        )
+        der, threshold = math.nan, None
+        if epoch + 1 >= cfg.dev_from_epoch:
+            der, threshold = dev_der(
+                model, dev_dir, chunk, cfg.dev_thresholds, cfg.dev_files, features, system_params
+            )
         seg_m, spk_m, kd_m = np.mean(losses, axis=0) if losses else (math.nan,) * 3
         record = {
             "epoch": epoch + 1,
@@ -291,18 +296,21 @@ def train(
             "seg_loss": float(seg_m),
             "spk_loss": float(spk_m),
             "distill_loss": float(kd_m),
-            "dev_der": der,
+            "dev_der": der if threshold is not None else None,
             "dev_threshold": threshold,
             "elapsed_s": time.perf_counter() - started,
         }
         state["history"].append(record)
         print(json.dumps(record))
-        tracker.log_metrics({k: v for k, v in record.items() if k not in ("epoch", "step")}, step=epoch + 1)
+        skip = ("epoch", "step") if threshold is not None else ("epoch", "step", "dev_der", "dev_threshold")
+        tracker.log_metrics({k: v for k, v in record.items() if k not in skip}, step=epoch + 1)
         state["epoch"] = epoch + 1
         if cfg.average_last > 1:
             (out / "epochs").mkdir(exist_ok=True)
             torch.save(model.state_dict(), _epoch_weights(out, epoch + 1))
-        if der < state["best_der"]:
+        if threshold is None:
+            pass  # not scored: patience counts scored epochs only
+        elif der < state["best_der"]:
             state.update(best_der=der, best_threshold=threshold, stale=0)
             _save_best(out / "best.pt", model, model_type, chunk, features, der, threshold, epoch + 1)
         else:

@@ -83,7 +83,7 @@ def test_weights_of_the_last_epochs_are_averaged_and_kept_when_better(
     smoke_data: Path, params: dict, tmp_path: Path
 ) -> None:
     """`average_last`: per-epoch weights are kept, their mean is scored on dev, and best.pt says
-    which weights it holds."""
+    which weights it holds; `dev_from_epoch` leaves the earlier epochs unscored."""
     import copy
 
     import torch
@@ -91,9 +91,12 @@ def test_weights_of_the_last_epochs_are_averaged_and_kept_when_better(
     from training.train import average_weights, train
 
     params = copy.deepcopy(params)
-    params["train"]["fast-cnn"]["smoke"].update(epochs=2, patience=2, average_last=2, train_hours=0.02)
+    params["train"]["fast-cnn"]["smoke"].update(
+        epochs=2, patience=2, average_last=2, dev_from_epoch=2, train_hours=0.02
+    )
     summary = train("fast-cnn", "smoke", out_dir=tmp_path, resume=False, params=params, data_dir=smoke_data)
     assert sorted(p.name for p in (tmp_path / "epochs").iterdir()) == ["epoch_001.pt", "epoch_002.pt"]
+    assert [r["dev_der"] is None for r in summary["history"]] == [True, False]
     averaged = summary["averaged"]
     assert averaged["averaged_epochs"] == [1, 2] and averaged["dev_der"] >= 0.0
     best = torch.load(tmp_path / "best.pt", map_location="cpu", weights_only=False)
@@ -101,6 +104,7 @@ def test_weights_of_the_last_epochs_are_averaged_and_kept_when_better(
         assert best["averaged_epochs"] == [1, 2] and best["dev_der"] == averaged["dev_der"]
     else:
         assert best["averaged_epochs"] is None and best["dev_der"] == averaged["best_epoch_dev_der"]
+        assert best["epoch"] == 2  # epoch 1 was not scored, so it cannot be the best
     states = [torch.load(tmp_path / "epochs" / f"epoch_00{e}.pt", map_location="cpu") for e in (1, 2)]
     mean = average_weights(states)
     name = next(k for k, v in states[0].items() if v.is_floating_point())
