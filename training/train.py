@@ -57,6 +57,9 @@ class TrainConfig:
     # formants shifted by one of these factors, trained as a speaker of its own (pipelines/voice_warp.py)
     formant_warps: list[float] = field(default_factory=list)
     formant_warp_prob: float = 0.0
+    # overrides of the architecture (params.yaml `models.<model>`), e.g. {dilations: [...]} with one
+    # more block: a recipe that grows a model it is initialised from (`load_grown`)
+    architecture: dict[str, Any] = field(default_factory=dict)
     # overrides of params.yaml `simulation` for the training conversations only (dev/test stay fixed),
     # e.g. {overlap_turn_prob: 0.5} for more overlapped speech
     simulation: dict[str, Any] = field(default_factory=dict)
@@ -205,7 +208,7 @@ def train(
         coverage=cfg.coverage,
     )
 
-    model = build_model(model_type, params)
+    model = build_model(model_type, params, **cfg.architecture)
     speaker_head = AAMSoftmax(model.cfg.embedding_dim, len(dataset.speaker_index), margin=0.0)
     if cfg.init_from and not (resume and (out / "last.pt").exists()):
         _init_weights(model, speaker_head, Path(cfg.init_from))
@@ -470,7 +473,8 @@ def training_step(
 
 
 def _init_weights(model: torch.nn.Module, speaker_head: AAMSoftmax, path: Path) -> None:
-    """Start from the weights of another run (its speaker head too when the speaker set matches), or
+    """Start from the weights of another run (its speaker head too when the speaker set matches; a
+    Fast CNN with more blocks grows from a smaller one, see ``FastCNN.load_grown``), or
     from a pretrained encoder (a Hugging Face directory, ``.safetensors`` or ``.bin``) for models that
     have a ``load_pretrained`` (DistilHuBERT)."""
     if not path.exists():
@@ -485,9 +489,13 @@ def _init_weights(model: torch.nn.Module, speaker_head: AAMSoftmax, path: Path) 
         )
         return
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    model.load_state_dict(ckpt["model"])
+    grown = ""
+    if set(ckpt["model"]) < set(model.state_dict()) and hasattr(model, "load_grown"):
+        grown = f", new blocks {model.load_grown(ckpt['model'])} start as identity"
+    else:
+        model.load_state_dict(ckpt["model"])
     head = ckpt.get("speaker_head")
     kept = head is not None and head["weight"].shape == speaker_head.weight.shape
     if kept:
         speaker_head.load_state_dict(head)
-    print(f"initialised from {path} (speaker head {'kept' if kept else 'new'})")
+    print(f"initialised from {path} (speaker head {'kept' if kept else 'new'}{grown})")

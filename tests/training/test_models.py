@@ -26,6 +26,23 @@ def test_fast_cnn_accepts_any_length(params) -> None:
     assert logprobs.shape == (1, 75, 7)
 
 
+def test_fast_cnn_grows_by_identity_blocks(params) -> None:
+    """`load_grown`: a deeper Fast CNN starts from a smaller one's weights and computes the same."""
+    import pytest
+
+    torch.manual_seed(0)
+    small = build_model("fast-cnn", params).eval()
+    dilations = [*params["models"]["fast-cnn"]["dilations"], 4]
+    grown = build_model("fast-cnn", params, dilations=dilations).eval()
+    assert grown.load_grown(small.state_dict()) == [len(dilations) - 1]
+    assert count_parameters(grown) <= 2.5e6  # one more block still fits the size cap
+    x = torch.randn(2, 64, 500)
+    for a, b in zip(small(x), grown(x), strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+    with pytest.raises(ValueError, match="cannot grow"):
+        small.load_grown(grown.state_dict())  # shrinking is not growing
+
+
 def test_powerset_encoding() -> None:
     labels = torch.tensor([[0, 0, 0], [1, 0, 0], [0, 0, 1], [1, 1, 0], [0, 1, 1]])
     assert multilabel_to_powerset(labels).tolist() == [0, 1, 3, 4, 6]

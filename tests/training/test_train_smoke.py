@@ -58,9 +58,10 @@ def test_onnx_metadata_round_trip(trained: Path, tmp_path: Path) -> None:
 
 
 def test_recipe_with_new_voices_stops_after_its_epoch_budget(
-    smoke_data: Path, params: dict, tmp_path: Path
+    trained: Path, smoke_data: Path, params: dict, tmp_path: Path
 ) -> None:
-    """`stop_after` ends the run early; formant-warped voices widen the speaker head (one per copy)."""
+    """`stop_after` ends the run early; formant-warped voices widen the speaker head (one per copy);
+    `architecture` grows the model it starts from by one block."""
     import copy
 
     import torch
@@ -71,9 +72,14 @@ def test_recipe_with_new_voices_stops_after_its_epoch_budget(
     params = copy.deepcopy(params)
     recipe = params["train"]["fast-cnn"]["smoke"]
     recipe.update(epochs=3, stop_after=1, formant_warps=[0.9], formant_warp_prob=0.5, train_hours=0.02)
+    dilations = [*params["models"]["fast-cnn"]["dilations"], 4]
+    recipe.update(init_from=str(trained), architecture={"dilations": dilations})
     summary = train("fast-cnn", "smoke", out_dir=tmp_path, resume=False, params=params, data_dir=smoke_data)
     assert summary["epochs"] == 1
+    best = torch.load(tmp_path / "best.pt", map_location="cpu", weights_only=False)
+    assert best["config"]["dilations"] == tuple(dilations)  # export rebuilds the grown model
     state = torch.load(tmp_path / "last.pt", map_location="cpu", weights_only=False)
+    assert f"blocks.{len(dilations) - 1}.pw2.weight" in state["model"]
     recorded = len(Inventory.load(smoke_data / "inventory" / "smoke").by_speaker("train"))
     head = next(v for k, v in state["speaker_head"].items() if v.ndim == 2)
     assert head.shape[0] == 2 * recorded  # recorded speakers + their 0.9 copies

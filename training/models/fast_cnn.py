@@ -81,6 +81,35 @@ class FastCNN(LocalDiarizationModel):
         self.blocks = nn.Sequential(*[Block(c, cfg.expansion, cfg.kernel_size, d) for d in cfg.dilations])
         self._init_heads(c, cfg.embedding_hidden, cfg.embedding_dim)
 
+    def load_grown(self, state: dict[str, torch.Tensor]) -> list[int]:
+        """Load the weights of a Fast CNN that has fewer residual blocks (this model's first ones).
+
+        The blocks it lacks start as identity (their last projection zeroed, so ``x + 0``): the grown
+        model computes exactly what the smaller one did, and training goes on with more depth.
+        Returns the indices of the new blocks.
+
+        Raises:
+            ValueError: the weights differ in anything but whole trailing blocks.
+        """
+        own = self.state_dict()
+        missing = sorted(set(own) - set(state))
+        unexpected = sorted(set(state) - set(own))
+        new_blocks = sorted({int(k.split(".")[1]) for k in missing if k.startswith("blocks.")})
+        kept = len(self.blocks) - len(new_blocks)
+        if (
+            unexpected
+            or any(not k.startswith("blocks.") for k in missing)
+            or new_blocks != list(range(kept, len(self.blocks)))
+        ):
+            raise ValueError(
+                f"cannot grow from these weights: missing {missing[:4]}..., unexpected {unexpected[:4]}..."
+            )
+        self.load_state_dict(state, strict=False)  # shapes of the shared tensors are checked here
+        for i in new_blocks:
+            nn.init.zeros_(self.blocks[i].pw2.weight)
+            nn.init.zeros_(self.blocks[i].pw2.bias)
+        return new_blocks
+
     def backbone(self, features: torch.Tensor) -> torch.Tensor:
         """``(B, n_mels, T)`` log-mel -> ``(B, C, T/4)`` hidden frames."""
         features = features - features.mean(dim=(1, 2), keepdim=True)
