@@ -120,9 +120,18 @@ def write_threshold(params_file: str | Path, system_name: str, threshold: float)
     Raises:
         KeyError: the file has no ``systems: <system_name>: threshold:`` entry to replace.
     """
+    write_yaml_value(params_file, ["systems", system_name, "threshold"], threshold)
+
+
+def write_yaml_value(params_file: str | Path, keys: list[str], value: float) -> None:
+    """Set the number at ``keys`` (e.g. ``["systems", "baseline", "threshold"]``) in a YAML file by
+    replacing that one line; comments and the rest of the file are kept as they are.
+
+    Raises:
+        KeyError: the file has no such entry to replace.
+    """
     path = Path(params_file)
     lines = path.read_text().splitlines(keepends=True)
-    wanted = ["systems", system_name, "threshold"]
     stack: list[tuple[int, str]] = []  # (indent, key) of the enclosing mappings
     key_re = re.compile(r"^(\s*)([A-Za-z0-9_.\-]+)\s*:(.*)$")
     for i, line in enumerate(lines):
@@ -132,15 +141,14 @@ def write_threshold(params_file: str | Path, system_name: str, threshold: float)
         indent, key, rest = len(m.group(1)), m.group(2), m.group(3)
         while stack and stack[-1][0] >= indent:
             stack.pop()
-        if [k for _, k in stack] + [key] == wanted:
+        if [k for _, k in stack] + [key] == keys:
             comment = re.search(r"\s+#.*$", rest.rstrip("\n"))
-            value = f" {threshold:g}"
             tail = comment.group(0) if comment else ""
-            lines[i] = f"{m.group(1)}{key}:{value}{tail}\n"
+            lines[i] = f"{m.group(1)}{key}: {value:g}{tail}\n"
             path.write_text("".join(lines))
             return
         stack.append((indent, key))
-    raise KeyError(f"{path} has no systems.{system_name}.threshold entry")
+    raise KeyError(f"{path} has no {'.'.join(keys)} entry")
 
 
 app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)

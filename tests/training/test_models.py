@@ -43,6 +43,21 @@ def test_fast_cnn_grows_by_identity_blocks(params) -> None:
         small.load_grown(grown.state_dict())  # shrinking is not growing
 
 
+def test_embedding_pooling_power_sharpens_the_weights(params) -> None:
+    """forward pools each local speaker's frames with P(alone) ** pool_power (1: as before)."""
+    torch.manual_seed(0)
+    model = build_model("fast-cnn", params).eval()
+    x = torch.randn(2, 64, 500)
+    with torch.no_grad():
+        h = model.backbone(x)
+        alone = model.segment(h)[..., 1:4].exp()
+        for power in (1.0, 3.0):
+            model.pool_power = power
+            _, emb = model(x)
+            assert torch.allclose(emb, model.embed(h, alone**power), atol=1e-5)
+    assert build_model("fast-cnn", params, embedding_pool_power=2.5).pool_power == 2.5
+
+
 def test_powerset_encoding() -> None:
     labels = torch.tensor([[0, 0, 0], [1, 0, 0], [0, 0, 1], [1, 1, 0], [0, 1, 1]])
     assert multilabel_to_powerset(labels).tolist() == [0, 1, 3, 4, 6]

@@ -118,3 +118,29 @@ def test_weights_of_the_last_epochs_are_averaged_and_kept_when_better(
     # resuming a finished run does not average again
     again = train("fast-cnn", "smoke", out_dir=tmp_path, resume=True, params=params, data_dir=smoke_data)
     assert again["averaged"] == averaged
+
+
+def test_tune_pooling_scores_powers_and_writes_params(
+    trained: Path, smoke_data: Path, tmp_path: Path
+) -> None:
+    """`experiments.tune_pooling`: dev DER per pooling power; the best goes into params.yaml."""
+    import json
+
+    from experiments.tune_pooling import main
+
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text("models:\n  fast-cnn:\n    embedding_pool_power: 1   # tuned\n")
+    main(
+        checkpoint=trained,
+        dev_set=smoke_data / "conversations" / "smoke" / "dev",
+        powers="1,4",
+        thresholds="0.5,0.7",
+        limit=1,
+        write_params=True,
+        params_file=params_file,
+        output=tmp_path / "pooling.json",
+    )
+    result = json.loads((tmp_path / "pooling.json").read_text())
+    assert [row["power"] for row in result["rows"]] == [1.0, 4.0]
+    assert all(0.0 <= row["der"] <= 2.0 for row in result["rows"])
+    assert f"embedding_pool_power: {result['best']['power']:g}   # tuned" in params_file.read_text()

@@ -43,6 +43,8 @@ class DistilHubertConfig:
     dropout: float = 0.1
     embedding_hidden: int = 1024
     embedding_dim: int = 256
+    # inference pooling weights: P(alone) ** embedding_pool_power (1: the probabilities as they are)
+    embedding_pool_power: float = 1.0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -78,7 +80,9 @@ class DistilHubert(LocalDiarizationModel):
         super().__init__()
         self.cfg = cfg = cfg or DistilHubertConfig()
         self.hubert = HubertModel(cfg.hubert_config())
-        self._init_heads(cfg.hidden_size, cfg.embedding_hidden, cfg.embedding_dim)
+        self._init_heads(
+            cfg.hidden_size, cfg.embedding_hidden, cfg.embedding_dim, cfg.embedding_pool_power
+        )
 
     def backbone(self, waveform: torch.Tensor) -> torch.Tensor:
         """``(B, samples)`` waveform -> ``(B, 768, samples/320)`` hidden frames (frame k centred at 320k+160)."""

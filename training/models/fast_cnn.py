@@ -34,6 +34,8 @@ class FastCNNConfig:
     kernel_size: int = 5
     embedding_hidden: int = 1280
     embedding_dim: int = 256
+    # inference pooling weights: P(alone) ** embedding_pool_power (1: the probabilities as they are)
+    embedding_pool_power: float = 1.0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -79,7 +81,7 @@ class FastCNN(LocalDiarizationModel):
             nn.ReLU(),
         )
         self.blocks = nn.Sequential(*[Block(c, cfg.expansion, cfg.kernel_size, d) for d in cfg.dilations])
-        self._init_heads(c, cfg.embedding_hidden, cfg.embedding_dim)
+        self._init_heads(c, cfg.embedding_hidden, cfg.embedding_dim, cfg.embedding_pool_power)
 
     def load_grown(self, state: dict[str, torch.Tensor]) -> list[int]:
         """Load the weights of a Fast CNN that has fewer residual blocks (this model's first ones).

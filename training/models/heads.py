@@ -6,7 +6,8 @@ A subclass supplies :meth:`LocalDiarizationModel.backbone` (model input -> hidde
 * ``segment``: per-frame powerset log-probabilities over 3 local speakers (overlap-aware);
 * ``embed``: per local speaker, weighted mean+std statistics pooling over the frames where that
   speaker speaks alone, an MLP, BatchNorm centring (x-vector style) and L2 normalisation
-  (EEND-vector-clustering).
+  (EEND-vector-clustering). Training pools over the reference single-speaker frames; ``forward``
+  (inference) weights each frame by the model's own P(speaks alone) ** ``pool_power``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,12 @@ from training.models.powerset import MAX_SPEAKERS, NUM_CLASSES, mapping_matrix
 class LocalDiarizationModel(nn.Module):
     """``forward(x) -> (powerset_logprobs[B, T', 7], embeddings[B, 3, D])``."""
 
-    def _init_heads(self, channels: int, embedding_hidden: int, embedding_dim: int) -> None:
+    def _init_heads(
+        self, channels: int, embedding_hidden: int, embedding_dim: int, pool_power: float = 1.0
+    ) -> None:
+        # at inference each local speaker's frames are weighted by P(speaks alone) ** pool_power:
+        # > 1 sharpens the weights towards the hard single-speaker masks the embedding is trained on
+        self.pool_power = float(pool_power)
         self.seg_head = nn.Conv1d(channels, NUM_CLASSES, 1)
         self.emb_mlp = nn.Sequential(
             nn.Linear(2 * channels, embedding_hidden),
@@ -42,8 +48,8 @@ class LocalDiarizationModel(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.backbone(x)
         logprobs = self.segment(h)
-        # weight of each frame for speaker k: probability that k speaks alone (classes 1..3)
-        weights = logprobs[..., 1 : 1 + MAX_SPEAKERS].exp()  # (B, T', 3)
+        # weight of each frame for speaker k: probability that k speaks alone (classes 1..3), sharpened
+        weights = (logprobs[..., 1 : 1 + MAX_SPEAKERS] * self.pool_power).exp()  # (B, T', 3)
         return logprobs, self.embed(h, weights)
 
     def segment(self, h: torch.Tensor) -> torch.Tensor:
