@@ -34,6 +34,9 @@ from training.models.registry import build_model
 OPTIMIZATION_LEVELS = ("disabled", "basic", "extended", "all")
 DEFAULT_TOLERANCE = {"fp32": 1e-3, "int8": 0.05, "int8-static": 0.25}
 CALIBRATION_CHUNKS = 32
+# model settings that change inference only, not the weights: taken from params.yaml at export
+# (experiments/tune_pooling.py tunes the pooling power after training)
+INFERENCE_OPTIONS = ("embedding_pool_power",)
 
 
 class ParityError(RuntimeError):
@@ -41,10 +44,15 @@ class ParityError(RuntimeError):
 
 
 def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """Rebuild the model of a ``best.pt``/``last.pt`` checkpoint and load its weights."""
+    """Rebuild the model of a ``best.pt``/``last.pt`` checkpoint and load its weights.
+
+    The architecture is the checkpoint's; inference options (:data:`INFERENCE_OPTIONS`, tuned after
+    training) come from today's params.yaml.
+    """
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     model_type = ckpt["model_type"]
-    model = build_model(model_type, **{k: v for k, v in ckpt["config"].items()})
+    config = {k: v for k, v in ckpt["config"].items() if k not in INFERENCE_OPTIONS}
+    model = build_model(model_type, **config)
     model.load_state_dict(ckpt["model"])
     return model.eval(), ckpt
 
@@ -175,6 +183,7 @@ def export_onnx(
                 "threshold": ckpt.get("threshold"),
                 "epoch": ckpt.get("epoch"),
                 "averaged_epochs": ckpt.get("averaged_epochs"),
+                "embedding_pool_power": getattr(model, "pool_power", None),
                 "optimization": optimization,
                 "quantize": quantize or "none",
                 "quantize_method": method or "none",

@@ -58,6 +58,18 @@ def test_embedding_pooling_power_sharpens_the_weights(params) -> None:
     assert build_model("fast-cnn", params, embedding_pool_power=2.5).pool_power == 2.5
 
 
+def test_checkpoints_take_the_pooling_power_of_todays_params(params, tmp_path) -> None:
+    """The pooling power is tuned after training: loading a checkpoint applies params.yaml's value."""
+    from training.export import load_checkpoint
+
+    model = build_model("fast-cnn", params, embedding_pool_power=1.0)
+    path = tmp_path / "best.pt"
+    torch.save({"model_type": "fast-cnn", "config": model.cfg.as_dict(), "model": model.state_dict()}, path)
+    loaded, ckpt = load_checkpoint(path)
+    assert ckpt["config"]["embedding_pool_power"] == 1.0
+    assert loaded.pool_power == params["models"]["fast-cnn"]["embedding_pool_power"] != 1.0
+
+
 def test_powerset_encoding() -> None:
     labels = torch.tensor([[0, 0, 0], [1, 0, 0], [0, 0, 1], [1, 1, 0], [0, 1, 1]])
     assert multilabel_to_powerset(labels).tolist() == [0, 1, 3, 4, 6]
