@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 PROFILE ?= smoke
-FAST_CNN_CKPT ?= checkpoints/fast-cnn/voices2/best.pt
+FAST_CNN_CKPT ?= checkpoints/fast-cnn/soup/best.pt
 
 .PHONY: help setup test lint data data-smoke data-full train-fast-cnn release-fast-cnn train-distilhubert release-distilhubert benchmark clean mlflow mlflow-stop up down load-test
 
@@ -29,13 +29,16 @@ data-full: setup  ## build the full data (inventory, dev/test conversations) thr
 
 data: data-smoke data-full  ## both profiles
 
-train-fast-cnn: setup  ## train the Fast CNN release recipes: full, distil, continue, voices, voices2 (resume from checkpoints/)
+train-fast-cnn: setup  ## train the Fast CNN release recipes (full ... voices4, resume from checkpoints/), then average voices2+voices4
 	$(BIN)/flywheel train --model fast-cnn --config full
 	$(BIN)/dvc repro teacher@full
 	$(BIN)/flywheel train --model fast-cnn --config distil
 	$(BIN)/flywheel train --model fast-cnn --config continue
 	$(BIN)/flywheel train --model fast-cnn --config voices
 	$(BIN)/flywheel train --model fast-cnn --config voices2
+	$(BIN)/flywheel train --model fast-cnn --config voices4
+	$(BIN)/flywheel average-checkpoints checkpoints/fast-cnn/voices2/best.pt \
+		checkpoints/fast-cnn/voices4/best.pt --out checkpoints/fast-cnn/soup/best.pt
 
 train-distilhubert: setup  ## train DistilHuBERT from scratch (INIT=path/to/distilhubert for the pretrained start)
 	$(BIN)/flywheel train --model distilhubert --config full $(if $(INIT),--init-from $(INIT))
@@ -58,7 +61,8 @@ down:  ## stop what `make up` started (Ray Serve, MLflow)
 load-test:  ## load benchmark of the serving path (minutes; writes reports/benchmarks/load.json)
 	$(BIN)/python benchmarks/load.py
 
-release-fast-cnn: setup  ## export the trained Fast CNN, tune its threshold on dev, benchmark, write the release card
+release-fast-cnn: setup  ## tune the embedding pooling on dev, export the Fast CNN, tune its threshold, benchmark, write the card
+	$(BIN)/python -m experiments.tune_pooling --checkpoint $(FAST_CNN_CKPT) --powers 1,2,3,4,6 --write-params
 	$(BIN)/flywheel export-onnx --checkpoint $(FAST_CNN_CKPT) --model-type fast-cnn \
 		--optimization-level extended --quantize int8-static --out models/release/fast-cnn.onnx
 	$(BIN)/flywheel tune --system fast-cnn --dev-set data/conversations/full/dev \

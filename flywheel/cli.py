@@ -251,6 +251,24 @@ def export_onnx(
     typer.echo(f"wrote {report['onnx']} ({report['bytes'] / 1e6:.1f} MB)")
 
 
+@app.command("average-checkpoints")
+def average_checkpoints(
+    checkpoints: list[Path] = typer.Argument(
+        ..., help="Two or more best.pt checkpoints of one architecture.", exists=True, dir_okay=False
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Where to write the averaged checkpoint."),
+) -> None:
+    """Average the weights of checkpoints (a model soup); export it like any best.pt."""
+    from training.train import average_checkpoints as run_average
+
+    try:
+        run_average(checkpoints, out)
+    except ValueError as err:
+        typer.secho(str(err), fg="red", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"wrote {out}: mean weights of {len(checkpoints)} checkpoints")
+
+
 @app.command()
 def tune(
     system: str = typer.Option(

@@ -41,5 +41,6 @@ def test_documented_commands_exist() -> None:
         "evaluate",
         "train",
         "export-onnx",
+        "average-checkpoints",
     ):
         assert cmd in names

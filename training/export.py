@@ -183,6 +183,7 @@ def export_onnx(
                 "threshold": ckpt.get("threshold"),
                 "epoch": ckpt.get("epoch"),
                 "averaged_epochs": ckpt.get("averaged_epochs"),
+                "averaged_checkpoints": ckpt.get("averaged_checkpoints"),
                 "embedding_pool_power": getattr(model, "pool_power", None),
                 "optimization": optimization,
                 "quantize": quantize or "none",

@@ -394,6 +394,38 @@ def average_weights(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Te
     return averaged
 
 
+def average_checkpoints(paths: list[Path], out: Path) -> dict[str, Any]:
+    """Write the mean weights of ``best.pt``-style checkpoints of one architecture to ``out``
+    (a "model soup", e.g. two recipes that continue one model); the rest (config, chunk, features)
+    comes from the first. Returns the written checkpoint.
+
+    Raises:
+        ValueError: fewer than two checkpoints, or their model types or weight shapes differ.
+    """
+    if len(paths) < 2:
+        raise ValueError("averaging needs at least two checkpoints")
+    ckpts = [torch.load(p, map_location="cpu", weights_only=False) for p in paths]
+    first = ckpts[0]
+    for path, ckpt in zip(paths[1:], ckpts[1:], strict=True):
+        shapes = {k: tuple(v.shape) for k, v in ckpt["model"].items()}
+        if ckpt["model_type"] != first["model_type"] or shapes != {
+            k: tuple(v.shape) for k, v in first["model"].items()
+        }:
+            raise ValueError(f"{path} is not the architecture of {paths[0]}: cannot average their weights")
+    soup = {
+        **{k: v for k, v in first.items() if k not in ("model", "dev_der", "threshold", "epoch")},
+        "model": average_weights([c["model"] for c in ckpts]),
+        "dev_der": None,
+        "threshold": None,
+        "epoch": None,
+        "averaged_epochs": None,
+        "averaged_checkpoints": [str(p) for p in paths],
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(soup, out)
+    return soup
+
+
 def _average_last_epochs(
     model: torch.nn.Module,
     out: Path,

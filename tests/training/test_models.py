@@ -70,6 +70,32 @@ def test_checkpoints_take_the_pooling_power_of_todays_params(params, tmp_path) -
     assert loaded.pool_power == params["models"]["fast-cnn"]["embedding_pool_power"] != 1.0
 
 
+def test_checkpoints_average_into_a_soup(params, tmp_path) -> None:
+    """`flywheel average-checkpoints`: mean weights of one architecture; other shapes are refused."""
+    from typer.testing import CliRunner
+
+    from flywheel.cli import app
+
+    paths = []
+    for seed, dilations in ((0, None), (1, None), (2, [*params["models"]["fast-cnn"]["dilations"], 4])):
+        torch.manual_seed(seed)
+        model = build_model("fast-cnn", params, **({"dilations": dilations} if dilations else {}))
+        paths.append(tmp_path / f"m{seed}.pt")
+        ckpt = {"model_type": "fast-cnn", "config": model.cfg.as_dict(), "model": model.state_dict()}
+        torch.save({**ckpt, "chunk": {"chunk_s": 5.0, "frame_s": 0.04}, "dev_der": 0.3}, paths[-1])
+    out = tmp_path / "soup" / "best.pt"
+    result = CliRunner().invoke(app, ["average-checkpoints", str(paths[0]), str(paths[1]), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    soup = torch.load(out, map_location="cpu", weights_only=False)
+    a, b = (torch.load(p, map_location="cpu", weights_only=False)["model"] for p in paths[:2])
+    name = "blocks.0.pw1.weight"
+    assert torch.allclose(soup["model"][name], (a[name] + b[name]) / 2)
+    assert soup["averaged_checkpoints"] == [str(p) for p in paths[:2]] and soup["dev_der"] is None
+    assert soup["chunk"] == {"chunk_s": 5.0, "frame_s": 0.04}
+    result = CliRunner().invoke(app, ["average-checkpoints", str(paths[0]), str(paths[2]), "--out", str(out)])
+    assert result.exit_code == 2 and "not the architecture" in result.output
+
+
 def test_powerset_encoding() -> None:
     labels = torch.tensor([[0, 0, 0], [1, 0, 0], [0, 0, 1], [1, 1, 0], [0, 1, 1]])
     assert multilabel_to_powerset(labels).tolist() == [0, 1, 3, 4, 6]
