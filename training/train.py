@@ -287,11 +287,12 @@ def train(
             if i % 10 == 0:
                 seg_m, spk_m, kd_m = np.mean(losses[-50:], axis=0)
                 bar.set_postfix(seg=f"{seg_m:.3f}", spk=f"{spk_m:.3f}", kd=f"{kd_m:.3f}")
-        der, threshold = math.nan, None
-        if epoch + 1 >= cfg.dev_from_epoch:
-            der, threshold = dev_der(
-                model, dev_dir, chunk, cfg.dev_thresholds, cfg.dev_files, features, system_params
-            )
+        scored = epoch + 1 >= cfg.dev_from_epoch
+        der, threshold = (
+            dev_der(model, dev_dir, chunk, cfg.dev_thresholds, cfg.dev_files, features, system_params)
+            if scored
+            else (None, None)
+        )
         seg_m, spk_m, kd_m = np.mean(losses, axis=0) if losses else (math.nan,) * 3
         record = {
             "epoch": epoch + 1,
@@ -299,24 +300,22 @@ def train(
             "seg_loss": float(seg_m),
             "spk_loss": float(spk_m),
             "distill_loss": float(kd_m),
-            "dev_der": der if threshold is not None else None,
+            "dev_der": der,
             "dev_threshold": threshold,
             "elapsed_s": time.perf_counter() - started,
         }
         state["history"].append(record)
         print(json.dumps(record))
-        skip = ("epoch", "step") if threshold is not None else ("epoch", "step", "dev_der", "dev_threshold")
+        skip = ("epoch", "step") if scored else ("epoch", "step", "dev_der", "dev_threshold")
         tracker.log_metrics({k: v for k, v in record.items() if k not in skip}, step=epoch + 1)
         state["epoch"] = epoch + 1
         if cfg.average_last > 1:
             (out / "epochs").mkdir(exist_ok=True)
             torch.save(model.state_dict(), _epoch_weights(out, epoch + 1))
-        if threshold is None:
-            pass  # not scored: patience counts scored epochs only
-        elif der < state["best_der"]:
+        if scored and der < state["best_der"]:
             state.update(best_der=der, best_threshold=threshold, stale=0)
             _save_best(out / "best.pt", model, model_type, chunk, features, der, threshold, epoch + 1)
-        else:
+        elif scored:  # patience counts scored epochs only
             state["stale"] += 1
         torch.save(
             {
@@ -406,11 +405,12 @@ def average_checkpoints(paths: list[Path], out: Path) -> dict[str, Any]:
         raise ValueError("averaging needs at least two checkpoints")
     ckpts = [torch.load(p, map_location="cpu", weights_only=False) for p in paths]
     first = ckpts[0]
+
+    def signature(ckpt: dict[str, Any]) -> tuple[str, dict[str, tuple[int, ...]]]:
+        return ckpt["model_type"], {k: tuple(v.shape) for k, v in ckpt["model"].items()}
+
     for path, ckpt in zip(paths[1:], ckpts[1:], strict=True):
-        shapes = {k: tuple(v.shape) for k, v in ckpt["model"].items()}
-        if ckpt["model_type"] != first["model_type"] or shapes != {
-            k: tuple(v.shape) for k, v in first["model"].items()
-        }:
+        if signature(ckpt) != signature(first):
             raise ValueError(f"{path} is not the architecture of {paths[0]}: cannot average their weights")
     soup = {
         **{k: v for k, v in first.items() if k not in ("model", "dev_der", "threshold", "epoch")},
