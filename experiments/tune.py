@@ -151,6 +151,12 @@ def write_yaml_value(params_file: str | Path, keys: list[str], value: float) -> 
     raise KeyError(f"{path} has no {'.'.join(keys)} entry")
 
 
+# `--params-file` of the tuners that write their result into params.yaml
+ParamsFileOption = Annotated[
+    Path | None,
+    typer.Option("--params-file", help="YAML file to update [default: the project's params.yaml]."),
+]
+
 app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)
 
 
@@ -178,10 +184,7 @@ def main(
             help="Write the best threshold into params.yaml: systems.<system>.threshold.",
         ),
     ] = False,
-    params_file: Annotated[
-        Path | None,
-        typer.Option("--params-file", help="YAML file to update [default: the project's params.yaml]."),
-    ] = None,
+    params_file: ParamsFileOption = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Also write the DER table as JSON here.")
     ] = None,

@@ -15,34 +15,35 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from experiments.tune import parse_thresholds, write_yaml_value
+from experiments.tune import ParamsFileOption, parse_thresholds, write_yaml_value
 
 DEFAULT_POWERS = "1,2,3,4,6"
 DEFAULT_THRESHOLDS = "0.3:0.55:0.025"
 
 
 def score_powers(
-    checkpoint: Path,
+    model: Any,
+    ckpt: dict[str, Any],
     dev_set: Path,
     powers: list[float],
     thresholds: list[float],
     limit: int | None = None,
 ) -> list[dict[str, float]]:
-    """Dev DER (collar 0) of a checkpoint at each pooling power, each at its best threshold.
+    """Dev DER (collar 0) of a loaded checkpoint (``training.export.load_checkpoint``) at each pooling
+    power, each at its best threshold.
 
     Rows hold ``power, der, threshold``; the pipeline's other hyper-parameters are the served ones
     (params.yaml ``systems.<model type>``).
     """
     from flywheel.config import load_params
     from training.data import ChunkConfig
-    from training.export import checkpoint_features, load_checkpoint
+    from training.export import checkpoint_features
     from training.train import dev_der
 
-    model, ckpt = load_checkpoint(checkpoint)
     params = load_params()
     pipeline = params["systems"][ckpt["model_type"]]
     chunk = ChunkConfig(**ckpt["chunk"])
@@ -84,30 +85,27 @@ def main(
             help="Write the best power into params.yaml: models.<type>.embedding_pool_power.",
         ),
     ] = False,
-    params_file: Annotated[
-        Path | None,
-        typer.Option("--params-file", help="YAML file to update [default: the project's params.yaml]."),
-    ] = None,
+    params_file: ParamsFileOption = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Also write the table as JSON.")
     ] = None,
 ) -> None:
     """Pick the embedding pooling power with the lowest dev DER."""
-    import torch
-
     from flywheel.config import get_settings
+    from training.export import load_checkpoint
 
     grid = [float(p) for p in powers.split(",") if p.strip()]
     if not grid or any(p <= 0 for p in grid):
         raise typer.BadParameter(f"powers must be positive numbers, got {powers!r}")
-    rows = score_powers(checkpoint, dev_set, grid, parse_thresholds(thresholds), limit)
+    model, ckpt = load_checkpoint(checkpoint)
+    rows = score_powers(model, ckpt, dev_set, grid, parse_thresholds(thresholds), limit)
     best = min(rows, key=lambda r: r["der"])
     typer.echo(f"best: power {best['power']:g}, dev DER {100 * best['der']:.2f} %")
     if output:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps({"checkpoint": str(checkpoint), "rows": rows, "best": best}, indent=2))
     if write_params:
-        model_type = torch.load(checkpoint, map_location="cpu", weights_only=False)["model_type"]
+        model_type = ckpt["model_type"]
         target = params_file or get_settings().params_file
         write_yaml_value(target, ["models", model_type, "embedding_pool_power"], best["power"])
         typer.echo(f"wrote models.{model_type}.embedding_pool_power: {best['power']:g} to {target}")
