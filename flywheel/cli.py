@@ -254,7 +254,11 @@ def export_onnx(
 @app.command("average-checkpoints")
 def average_checkpoints(
     checkpoints: list[Path] = typer.Argument(
-        ..., help="Two or more best.pt checkpoints of one architecture.", exists=True, dir_okay=False
+        ...,
+        help="Two or more best.pt checkpoints of one architecture (a Fast CNN with fewer blocks than the "
+        "first is grown to its depth).",
+        exists=True,
+        dir_okay=False,
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Where to write the averaged checkpoint."),
 ) -> None:

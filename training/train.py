@@ -393,10 +393,37 @@ def average_weights(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Te
     return averaged
 
 
+def _grow_to(target: dict[str, Any], ckpt: dict[str, Any]) -> None:
+    """Give ``ckpt`` the depth of ``target`` in place when it is the same model with fewer trailing
+    blocks; otherwise leave it alone.
+
+    The missing blocks become identity (``FastCNN.load_grown``) made of ``target``'s own block weights
+    with the last projection zeroed, so the mean of the two is ``target``'s block at half strength
+    rather than a blend with random weights.
+    """
+    own, theirs = set(target["model"]), set(ckpt["model"])
+    if ckpt.get("model_type") != target.get("model_type") or not theirs < own:
+        return
+    model = build_model(target["model_type"], **target["config"])
+    if not hasattr(model, "load_grown"):
+        return
+    try:
+        new_blocks = model.load_grown(ckpt["model"])
+    except (ValueError, RuntimeError):
+        return  # not a shallower copy: the shape check in average_checkpoints refuses it
+    grown = model.state_dict()
+    for key in own - theirs:
+        if any(key.startswith(f"blocks.{i}.") for i in new_blocks) and ".pw2." not in key:
+            grown[key] = target["model"][key].clone()
+    ckpt["model"] = grown
+
+
 def average_checkpoints(paths: list[Path], out: Path) -> dict[str, Any]:
     """Write the mean weights of ``best.pt``-style checkpoints of one architecture to ``out``
     (a "model soup", e.g. two recipes that continue one model); the rest (config, chunk, features)
-    comes from the first. Returns the written checkpoint.
+    comes from the first. A Fast CNN with fewer residual blocks than the first is grown to its depth
+    first (the missing blocks as identity), so a grown run can be averaged with the model it grew
+    from. Returns the written checkpoint.
 
     Raises:
         ValueError: fewer than two checkpoints, or their model types or weight shapes differ.
@@ -405,6 +432,8 @@ def average_checkpoints(paths: list[Path], out: Path) -> dict[str, Any]:
         raise ValueError("averaging needs at least two checkpoints")
     ckpts = [torch.load(p, map_location="cpu", weights_only=False) for p in paths]
     first = ckpts[0]
+    for ckpt in ckpts[1:]:
+        _grow_to(first, ckpt)
 
     def signature(ckpt: dict[str, Any]) -> tuple[str, dict[str, tuple[int, ...]]]:
         return ckpt["model_type"], {k: tuple(v.shape) for k, v in ckpt["model"].items()}

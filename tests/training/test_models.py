@@ -94,6 +94,16 @@ def test_checkpoints_average_into_a_soup(params, tmp_path) -> None:
     assert soup["chunk"] == {"chunk_s": 5.0, "frame_s": 0.04}
     result = CliRunner().invoke(app, ["average-checkpoints", str(paths[0]), str(paths[2]), "--out", str(out)])
     assert result.exit_code == 2 and "not the architecture" in result.output
+    # the deeper model first: the shallower one is grown to its depth (extra block as identity)
+    result = CliRunner().invoke(app, ["average-checkpoints", str(paths[2]), str(paths[0]), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    soup = torch.load(out, map_location="cpu", weights_only=False)["model"]
+    deep = torch.load(paths[2], map_location="cpu", weights_only=False)["model"]
+    last = f"blocks.{len(params['models']['fast-cnn']['dilations'])}.pw2.weight"
+    assert torch.allclose(soup[last], deep[last] / 2)  # averaged with the identity block's zeros
+    dw = last.replace("pw2", "dw")
+    assert torch.allclose(soup[dw], deep[dw])  # the identity block is built from the deeper one's
+    assert torch.allclose(soup[name], (deep[name] + a[name]) / 2)
 
 
 def test_powerset_encoding() -> None:
