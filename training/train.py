@@ -67,6 +67,10 @@ class TrainConfig:
     margin_warmup_steps: int = 600
     margin_ramp_steps: int = 900
     min_embedding_frames: int = 12  # slots with fewer single-speaker frames get no speaker loss
+    # weight of a second speaker loss on embeddings pooled as at inference: with the model's own
+    # (detached) P(speaks alone) ** embedding_pool_power instead of the reference masks, so the
+    # embedding learns to live with the silence and other voices its own masks let in (0: off)
+    predicted_pool_weight: float = 0.0
     workers: int = 1
     threads: int = 1
     coverage: float = 1.0
@@ -509,6 +513,9 @@ def training_step(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Segmentation (PIT powerset), speaker (AAM) and distillation losses for one batch.
 
+    The speaker loss pools each local speaker over its reference single-speaker frames, plus (with
+    ``cfg.predicted_pool_weight``) over the model's own P(speaks alone), as inference does.
+
     ``teacher``: ``(num_speakers, D)`` centred unit teacher vectors; the distillation loss is the mean
     cosine distance between each valid local-speaker embedding and its speaker's teacher vector
     (zero without a teacher).
@@ -526,6 +533,11 @@ def training_step(
     if not valid.any():
         return seg_loss, zero, zero
     spk_loss = speaker_head(embeddings[valid], speaker_ids[valid])
+    if cfg.predicted_pool_weight > 0:
+        # slot k of the model is slot k of the permuted labels: its own weights, as `forward` pools
+        own = (logprobs.detach()[..., 1 : 1 + alone.shape[2]] * model.pool_power).exp()
+        predicted = model.embed(hidden, own)
+        spk_loss = spk_loss + cfg.predicted_pool_weight * speaker_head(predicted[valid], speaker_ids[valid])
     kd_loss = zero
     if teacher is not None:
         targets = teacher[speaker_ids[valid]]
