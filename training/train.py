@@ -535,8 +535,7 @@ def training_step(
     spk_loss = speaker_head(embeddings[valid], speaker_ids[valid])
     if cfg.predicted_pool_weight > 0:
         # slot k of the model is slot k of the permuted labels: its own weights, as `forward` pools
-        own = (logprobs.detach()[..., 1 : 1 + alone.shape[2]] * model.pool_power).exp()
-        predicted = model.embed(hidden, own)
+        predicted = model.embed(hidden, model.pool_weights(logprobs.detach()))
         spk_loss = spk_loss + cfg.predicted_pool_weight * speaker_head(predicted[valid], speaker_ids[valid])
     kd_loss = zero
     if teacher is not None:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from training.teacher import (
     compute_teacher_vectors,
@@ -75,22 +74,3 @@ def test_distillation_needs_a_teacher(smoke_data: Path, params: dict, tmp_path: 
     p["train"]["fast-cnn"]["smoke"].update(distill_weight=1.0, teacher=None)
     with pytest.raises(ValueError, match="teacher"):
         train("fast-cnn", "smoke", out_dir=tmp_path / "x", resume=False, params=p, data_dir=smoke_data)
-
-
-def test_training_step_returns_three_losses(params: dict) -> None:
-    from training.losses import AAMSoftmax
-    from training.models.registry import build_model
-    from training.train import TrainConfig, training_step
-
-    model = build_model("fast-cnn", params)
-    head = AAMSoftmax(model.cfg.embedding_dim, 5)
-    feats = torch.randn(2, 64, 500)
-    labels = torch.zeros(2, 125, 3)
-    labels[:, :60, 0] = 1
-    labels[:, 60:, 1] = 1
-    ids = torch.tensor([[0, 1, -1], [2, 3, -1]])
-    teacher = torch.nn.functional.normalize(torch.randn(5, model.cfg.embedding_dim), dim=-1)
-    seg, spk, kd = training_step(model, head, feats, labels, ids, TrainConfig(), teacher)
-    assert seg.item() > 0 and spk.item() > 0 and 0 < kd.item() <= 2
-    _, _, none = training_step(model, head, feats, labels, ids, TrainConfig(), None)
-    assert none.item() == 0.0

@@ -1,10 +1,31 @@
-"""The training step's speaker loss, with and without pooling as at inference."""
+"""The training step: its three losses, and the speaker loss with pooling as at inference."""
 
 import torch
 
-from training.losses import AAMSoftmax
+from training.losses import AAMSoftmax, pit_powerset_loss
 from training.models.registry import build_model
 from training.train import TrainConfig, training_step
+
+
+def two_speaker_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Two 5 s chunks: local speaker 0 then 1 (no overlap), slot 2 silent; speaker ids per slot."""
+    feats = torch.randn(2, 64, 500)
+    labels = torch.zeros(2, 125, 3)
+    labels[:, :60, 0] = 1
+    labels[:, 60:, 1] = 1
+    ids = torch.tensor([[0, 1, -1], [2, 3, -1]])
+    return feats, labels, ids
+
+
+def test_training_step_returns_three_losses(params: dict) -> None:
+    model = build_model("fast-cnn", params)
+    head = AAMSoftmax(model.cfg.embedding_dim, 5)
+    feats, labels, ids = two_speaker_batch()
+    teacher = torch.nn.functional.normalize(torch.randn(5, model.cfg.embedding_dim), dim=-1)
+    seg, spk, kd = training_step(model, head, feats, labels, ids, TrainConfig(), teacher)
+    assert seg.item() > 0 and spk.item() > 0 and 0 < kd.item() <= 2
+    _, _, none = training_step(model, head, feats, labels, ids, TrainConfig(), None)
+    assert none.item() == 0.0
 
 
 def test_predicted_pooling_adds_the_loss_of_the_inference_embeddings(params: dict) -> None:
@@ -12,17 +33,11 @@ def test_predicted_pooling_adds_the_loss_of_the_inference_embeddings(params: dic
     torch.manual_seed(0)
     model = build_model("fast-cnn", params).eval()  # eval: BatchNorm gives the same output each call
     head = AAMSoftmax(model.cfg.embedding_dim, 4)
-    feats = torch.randn(2, 64, 500)
-    labels = torch.zeros(2, 125, 3)
-    labels[:, :60, 0] = 1
-    labels[:, 60:, 1] = 1
-    ids = torch.tensor([[0, 1, -1], [2, 3, -1]])
+    feats, labels, ids = two_speaker_batch()
     _, plain, _ = training_step(model, head, feats, labels, ids, TrainConfig())
     _, both, _ = training_step(model, head, feats, labels, ids, TrainConfig(predicted_pool_weight=0.5))
     assert both.item() > plain.item()
     # the added term: the PIT permutation maps labels onto the model's slots
-    from training.losses import pit_powerset_loss
-
     with torch.no_grad():
         logprobs, served = model(feats)
         _, perm = pit_powerset_loss(logprobs, labels)

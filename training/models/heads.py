@@ -48,9 +48,12 @@ class LocalDiarizationModel(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.backbone(x)
         logprobs = self.segment(h)
-        # weight of each frame for speaker k: probability that k speaks alone (classes 1..3), sharpened
-        weights = (logprobs[..., 1 : 1 + MAX_SPEAKERS] * self.pool_power).exp()  # (B, T', 3)
-        return logprobs, self.embed(h, weights)
+        return logprobs, self.embed(h, self.pool_weights(logprobs))
+
+    def pool_weights(self, logprobs: torch.Tensor) -> torch.Tensor:
+        """``(B, T', 7)`` powerset log-probabilities -> ``(B, T', 3)`` inference pooling weights: the
+        probability that local speaker k speaks alone (classes 1..3) ** ``pool_power``."""
+        return (logprobs[..., 1 : 1 + MAX_SPEAKERS] * self.pool_power).exp()
 
     def segment(self, h: torch.Tensor) -> torch.Tensor:
         """Hidden frames -> ``(B, T', 7)`` powerset log-probabilities."""
