@@ -293,7 +293,7 @@ def derive(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(
-    model: Path = typer.Option(None, "--model", help="Fast CNN ONNX [default: the fast-cnn champion]."),
+    model: Path = typer.Option(None, "--model", help="Fast CNN ONNX (default: the fast-cnn champion)."),
     url: str = typer.Option(None, "--url", help="Measure an already running app instead of deploying."),
     variants: str = typer.Option(
         "deployments+log,embedded+log,embedded-log",
@@ -306,7 +306,7 @@ def main(
     replicas: int = typer.Option(2, help="Model replicas (deployments) or ingress replicas (embedded)."),
     quick: bool = typer.Option(False, help="Short run: c=1,4; 3 s each; rate 10."),
     clip_path: Path = typer.Option(
-        None, "--clip", help="Audio to send (first 10 s) [default: a test conversation]."
+        None, "--clip", help="Audio to send (first 10 s) (default: a test conversation)."
     ),
     out: Path = typer.Option(REPO / "reports" / "benchmarks" / "load.json", help="JSON report."),
 ) -> None:

@@ -69,7 +69,7 @@ def oracle_assignment(item: TestItem, local, frame_s: float) -> tuple[np.ndarray
 
 def main(
     system_name: str = typer.Option("fast-cnn", "--system", help="Neural system (fast-cnn, distilhubert)."),
-    model_path: Path = typer.Option(None, help="ONNX model [default: the release model]."),
+    model_path: Path = typer.Option(None, help="ONNX model (default: the release model)."),
     dev_set: Path = typer.Option(Path("data/conversations/full/dev"), help="Dev folder (wav + rttm)."),
 ) -> None:
     """Print DER with the system's clustering and with oracle clustering (collar 0, overlap scored)."""

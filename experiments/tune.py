@@ -154,7 +154,7 @@ def write_yaml_value(params_file: str | Path, keys: list[str], value: float) -> 
 # `--params-file` of the tuners that write their result into params.yaml
 ParamsFileOption = Annotated[
     Path | None,
-    typer.Option("--params-file", help="YAML file to update [default: the project's params.yaml]."),
+    typer.Option("--params-file", help="YAML file to update (default: the project's params.yaml)."),
 ]
 
 app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)
@@ -190,7 +190,7 @@ def main(
     ] = None,
     model_path: Annotated[
         Path | None,
-        typer.Option("--model-path", help="ONNX model for neural systems [default: release model]."),
+        typer.Option("--model-path", help="ONNX model for neural systems (default: release model)."),
     ] = None,
 ) -> None:
     """Pick the clustering threshold with the lowest total DER on a dev set."""

@@ -54,7 +54,7 @@ def data_install_packages() -> None:
 @data_app.command("inventory")
 def data_inventory(
     profile: str = PROFILE,
-    out_dir: Path = typer.Option(None, help="Output directory [default: data/inventory/<profile>]."),
+    out_dir: Path = typer.Option(None, help="Output directory (default: data/inventory/<profile>)."),
     workers: int = typer.Option(2, help="Parallel worker processes."),
 ) -> None:
     """Build the speaker inventory (utterances, tight speech intervals, speaker split)."""
@@ -66,8 +66,8 @@ def data_inventory(
 @data_app.command("conversations")
 def data_conversations(
     profile: str = PROFILE,
-    inventory_dir: Path = typer.Option(None, help="Inventory directory [default: data/inventory/<profile>]."),
-    out_dir: Path = typer.Option(None, help="Output directory [default: data/conversations/<profile>]."),
+    inventory_dir: Path = typer.Option(None, help="Inventory directory (default: data/inventory/<profile>)."),
+    out_dir: Path = typer.Option(None, help="Output directory (default: data/conversations/<profile>)."),
 ) -> None:
     """Simulate the fixed dev/test conversations (exact RTTM/UEM) of a profile."""
     from pipelines.build_conversations import main
@@ -81,7 +81,7 @@ def data_conversations(
 
 @data_app.command("ami")
 def data_ami(
-    out_dir: Path = typer.Option(None, help="Output directory [default: data/ami-debug]."),
+    out_dir: Path = typer.Option(None, help="Output directory (default: data/ami-debug)."),
 ) -> None:
     """Prepare the real ami-debug meetings as train/development/test evaluation folders."""
     from pipelines.ami import main
@@ -92,8 +92,8 @@ def data_ami(
 @data_app.command("teacher")
 def data_teacher(
     profile: str = PROFILE,
-    inventory_dir: Path = typer.Option(None, help="Inventory directory [default: data/inventory/<profile>]."),
-    out: Path = typer.Option(None, help="Output file [default: data/teacher/<profile>.npz]."),
+    inventory_dir: Path = typer.Option(None, help="Inventory directory (default: data/inventory/<profile>)."),
+    out: Path = typer.Option(None, help="Output file (default: data/teacher/<profile>.npz)."),
     max_utterances: int = typer.Option(8, help="Utterances averaged per speaker."),
 ) -> None:
     """Resemblyzer d-vector of every training speaker: the target of embedding distillation."""
@@ -125,7 +125,7 @@ def diarize(
         Path("diarization"), "--out-dir", "-o", help="Writes <out-dir>/<stem>.rttm."
     ),
     num_speakers: int = typer.Option(
-        None, "--num-speakers", "-n", min=1, help="Number of speakers, when known [default: estimated]."
+        None, "--num-speakers", "-n", min=1, help="Number of speakers, when known (default: estimated)."
     ),
 ) -> None:
     """Diarize audio files: who spoke when, as one RTTM per input."""
@@ -157,10 +157,10 @@ def evaluate(
         ..., "--test-set", "-t", help="Folder of <uri>.wav + <uri>.rttm (+ <uri>.uem)."
     ),
     out_dir: Path = typer.Option(
-        None, "--out-dir", "-o", help="Report folder [default: reports/<system>/<set>]."
+        None, "--out-dir", "-o", help="Report folder (default: reports/<system>/<set>)."
     ),
     model_path: Path = typer.Option(
-        None, "--model-path", help="ONNX file for a neural system [default: params.yaml systems.<name>]."
+        None, "--model-path", help="ONNX file for a neural system (default: params.yaml systems.<name>)."
     ),
     track: bool = TRACK,
 ) -> None:
@@ -191,7 +191,7 @@ def train(
         "smoke", "--config", "-c", help="Training recipe from params.yaml (smoke, full)."
     ),
     out_dir: Path = typer.Option(
-        None, "--out-dir", "-o", help="Checkpoints [default: checkpoints/<model>/<config>]."
+        None, "--out-dir", "-o", help="Checkpoints (default: checkpoints/<model>/<config>)."
     ),
     resume: bool = typer.Option(True, help="Resume from <out-dir>/last.pt when it exists."),
     track: bool = TRACK,
@@ -217,7 +217,7 @@ def train(
 def export_onnx(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Training checkpoint (best.pt)."),
     model_type: str = typer.Option("fast-cnn", "--model-type", help="fast-cnn or distilhubert (checked)."),
-    out: Path = typer.Option(None, "--out", help="ONNX file [default: models/<model-type>.onnx]."),
+    out: Path = typer.Option(None, "--out", help="ONNX file (default: models/<model-type>.onnx)."),
     optimization_level: str = typer.Option(
         "extended",
         "--optimization-level",
@@ -230,7 +230,7 @@ def export_onnx(
         "conversations (distilhubert); int8-static: static int8 for any model (the fast-cnn release).",
     ),
     tolerance: float = typer.Option(
-        None, help="Max abs difference allowed vs PyTorch [default: 1e-3; int8 0.05; static int8 0.25]."
+        None, help="Max abs difference allowed vs PyTorch (default: 1e-3; int8 0.05; static int8 0.25)."
     ),
 ) -> None:
     """Export a checkpoint to ONNX with graph optimisation, optional int8, and a parity check."""
@@ -283,7 +283,7 @@ def tune(
     ),
     thresholds: str = typer.Option("0.1:1.0:0.02", help="Comma list or start:stop:step (stop included)."),
     collar: float = typer.Option(0.0, help="DER collar in seconds."),
-    model_path: Path = typer.Option(None, help="ONNX model for neural systems [default: release model]."),
+    model_path: Path = typer.Option(None, help="ONNX model for neural systems (default: release model)."),
     write_params: bool = typer.Option(False, help="Write the best threshold into params.yaml."),
     output: Path = typer.Option(None, help="Also write the DER table as JSON here."),
 ) -> None:
@@ -304,14 +304,14 @@ def tune(
 
 @app.command("mlflow")
 def mlflow_server(
-    port: int = typer.Option(None, "--port", help="Port [default: 5000, FLYWHEEL_MLFLOW_PORT]."),
-    host: str = typer.Option(None, "--host", help="Interface [default: 127.0.0.1; keep it on loopback]."),
+    port: int = typer.Option(None, "--port", help="Port (default: 5000, FLYWHEEL_MLFLOW_PORT)."),
+    host: str = typer.Option(None, "--host", help="Interface (default: 127.0.0.1; keep it on loopback)."),
     root: Path = typer.Option(None, "--root", help="SQLite DB, artifacts, pid and log [runtime/mlflow]."),
     backend_store_uri: str = typer.Option(
-        None, "--backend-store-uri", help="Another backend (postgresql://...) [default: SQLite in --root]."
+        None, "--backend-store-uri", help="Another backend (postgresql://...) (default: SQLite in --root)."
     ),
     artifacts_destination: str = typer.Option(
-        None, "--artifacts-destination", help="Another artifact store (s3://...) [default: <root>/artifacts]."
+        None, "--artifacts-destination", help="Another artifact store (s3://...) (default: <root>/artifacts)."
     ),
     foreground: bool = typer.Option(False, "--foreground", help="Stay attached (Ctrl-C stops the server)."),
     stop: bool = typer.Option(False, "--stop", help="Stop the background server of the pid file."),
@@ -384,9 +384,9 @@ def register(
         ..., "--onnx", exists=True, dir_okay=False, help="Exported ONNX file (flywheel export-onnx)."
     ),
     der_gate: float = typer.Option(
-        None, "--der-gate", help="Known DER on the gate set [default: evaluate it now]."
+        None, "--der-gate", help="Known DER on the gate set (default: evaluate it now)."
     ),
-    gate_set: Path = typer.Option(None, "--gate-set", help="[default: params.yaml promotion.gate_set]"),
+    gate_set: Path = typer.Option(None, "--gate-set", help="(default: params.yaml promotion.gate_set)"),
     evaluate_now: bool = typer.Option(
         True, "--evaluate/--no-evaluate", help="Evaluate on the gate set when --der-gate is not given."
     ),

@@ -42,7 +42,7 @@ def prepare_ami_debug(source: Path, out_dir: Path) -> dict[str, list[str]]:
 
 
 def main(
-    source: Path = typer.Option(None, help="ami-debug folder [default: <shared data>/ami-debug]."),
+    source: Path = typer.Option(None, help="ami-debug folder (default: <shared data>/ami-debug)."),
     out_dir: Path = typer.Option(Path("data/ami-debug"), help="Where to write the per-file layout."),
 ) -> None:
     """Prepare the ami-debug meeting set as train/development/test evaluation folders."""

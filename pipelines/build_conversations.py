@@ -82,8 +82,8 @@ def build_conversations(
 
 def main(
     profile: str = typer.Option("smoke", help="Data profile from params.yaml (smoke or full)."),
-    inventory_dir: Path = typer.Option(None, help="Inventory directory [default: data/inventory/<profile>]."),
-    out_dir: Path = typer.Option(None, help="Output directory [default: data/conversations/<profile>]."),
+    inventory_dir: Path = typer.Option(None, help="Inventory directory (default: data/inventory/<profile>)."),
+    out_dir: Path = typer.Option(None, help="Output directory (default: data/conversations/<profile>)."),
 ) -> None:
     """Simulate the fixed dev/test conversations of a profile."""
     inventory_dir = inventory_dir or Path("data/inventory") / profile

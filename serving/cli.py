@@ -40,7 +40,7 @@ def _settings() -> ServingSettings:
 def ab_set(
     weights: list[str] = typer.Argument(..., help="ARM=WEIGHT pairs, e.g. fast-cnn=0.9 distilhubert=0.1"),
     app: str = APP,
-    address: str = typer.Option(None, "--address", help="Ray cluster [default: RAY_ADDRESS or auto]."),
+    address: str = typer.Option(None, "--address", help="Ray cluster (default: RAY_ADDRESS or auto)."),
 ) -> None:
     """Change the A/B weights at runtime (replicas are reconfigured, not restarted)."""
     from serving import control
@@ -68,7 +68,7 @@ def ab_show(url: str = typer.Option("http://127.0.0.1:8000", "--url", help="Serv
 
 @db_app.command("upgrade")
 def db_upgrade(
-    url: str = typer.Option(None, "--url", help="Database URL [default: FLYWHEEL_DATABASE_URL or SQLite]."),
+    url: str = typer.Option(None, "--url", help="Database URL (default: FLYWHEEL_DATABASE_URL or SQLite)."),
     revision: str = typer.Option("head", "--revision"),
 ) -> None:
     """Apply the alembic migrations of the prediction database."""
@@ -97,7 +97,7 @@ def db_count(url: str = typer.Option(None, "--url", help="Database URL.")) -> No
 @audio_app.command("purge")
 def audio_purge(
     days: float = typer.Option(
-        None, "--days", help="Older than this [default: FLYWHEEL_AUDIO_RETENTION_DAYS]."
+        None, "--days", help="Older than this (default: FLYWHEEL_AUDIO_RETENTION_DAYS)."
     ),
 ) -> None:
     """Delete stored request audio past its retention."""
@@ -114,7 +114,7 @@ def _pid_file() -> Path:
 
 @serve_app.command("up")
 def serve_up(
-    config: Path = typer.Option(None, "--config", help="Serve config [default: serving/serve_config.yaml]."),
+    config: Path = typer.Option(None, "--config", help="Serve config (default: serving/serve_config.yaml)."),
     timeout: float = typer.Option(600.0, help="Seconds to wait until the app is ready."),
 ) -> None:
     """Start Ray Serve in the background (pid in runtime/serve.pid, log in runtime/serve.log)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import typer
 from typer.main import get_command
@@ -29,6 +31,20 @@ def test_help_everywhere(path: list[str]) -> None:
     result = CliRunner().invoke(app, [*path, "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage" in result.output
+
+
+def test_option_help_survives_rich_markup() -> None:
+    """Rich reads ``[default: x]`` as a markup tag and drops it from --help: write ``(default: x)``."""
+    root = get_command(app)
+    swallowed = []
+    for path in _paths(app):
+        cmd = root
+        for name in path:
+            cmd = cmd.commands[name]  # type: ignore[attr-defined]
+        for param in getattr(cmd, "params", []):
+            if re.search(r"\[[a-z ]+:", getattr(param, "help", None) or ""):
+                swallowed.append(f"{' '.join(path)} {param.name}: {param.help}")
+    assert not swallowed, swallowed
 
 
 def test_documented_commands_exist() -> None:
