@@ -64,3 +64,21 @@ def timeline_chart(reference: Annotation, hypothesis: Annotation, out_path: Path
     fig.savefig(out_path, dpi=100)
     plt.close(fig)
     return out_path
+
+
+def paired_der_chart(
+    der_a: list[float], der_b: list[float], out_path: Path, label_a: str = "A", label_b: str = "B"
+) -> Path:
+    """Scatter of per-file DER, A on x and B on y: points below the diagonal are files B does better."""
+    a, b = [100 * v for v in der_a], [100 * v for v in der_b]
+    top = max([*a, *b, 1.0]) * 1.05
+    fig, ax = plt.subplots(figsize=(5.5, 5.5))
+    ax.plot([0, top], [0, top], color="grey", linewidth=1, linestyle="--")
+    ax.scatter(a, b, s=14, alpha=0.7)
+    ax.set(xlim=(0, top), ylim=(0, top), xlabel=f"DER % {label_a}", ylabel=f"DER % {label_b}")
+    ax.set_title("per-file DER (below the line: B better)")
+    fig.tight_layout()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_path, dpi=120)
+    plt.close(fig)
+    return out_path

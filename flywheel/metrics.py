@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 from pyannote.core import Annotation, Timeline
 from pyannote.metrics.diarization import DiarizationErrorRate
 
@@ -97,4 +98,69 @@ def aggregate(breakdowns: list[DERBreakdown]) -> DERBreakdown:
         total=total,
         ref_speakers=sum(b.ref_speakers for b in breakdowns),
         hyp_speakers=sum(b.hyp_speakers for b in breakdowns),
+    )
+
+
+@dataclass
+class PairedDifference:
+    """Corpus DER of system B minus system A on the same files, with a bootstrap interval."""
+
+    der_a: float
+    der_b: float
+    delta: float  # der_b - der_a: negative when B is better
+    low: float  # lower bound of the interval on delta
+    high: float  # upper bound
+    confidence: float  # e.g. 0.95
+    b_better_share: float  # share of resamples where B's DER is lower
+
+    def verdict(self) -> str:
+        """``"B better"``, ``"B worse"`` or ``"no significant difference"`` at ``confidence``."""
+        if self.high < 0:
+            return "B better"
+        if self.low > 0:
+            return "B worse"
+        return "no significant difference"
+
+
+def paired_bootstrap(
+    a: list[DERBreakdown],
+    b: list[DERBreakdown],
+    samples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> PairedDifference:
+    """Is B's corpus DER really different from A's? Resample the files (pairs kept together).
+
+    ``a[i]`` and ``b[i]`` must score the same file. Each resample draws as many files as there are,
+    with replacement, and recomputes both corpus DERs from the drawn files' components (like
+    :func:`aggregate`), so long files weigh more, as they do in the corpus DER. The interval is the
+    percentile interval of the resampled differences: a dev-set gain whose interval contains 0 may
+    not carry over to other recordings.
+
+    Raises:
+        ValueError: the lists are empty or of different lengths, or ``confidence`` is not in (0, 1).
+    """
+    if len(a) != len(b) or not a:
+        raise ValueError(f"need two equally long, non-empty lists of per-file scores ({len(a)} vs {len(b)})")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+
+    def errors(rows: list[DERBreakdown]) -> np.ndarray:
+        return np.array([r.missed + r.false_alarm + r.confusion for r in rows])
+
+    err_a, err_b = errors(a), errors(b)
+    total = np.array([r.total for r in a])
+    picks = np.random.default_rng(seed).integers(0, len(a), size=(samples, len(a)))
+    totals = np.maximum(total[picks].sum(axis=1), 1e-12)
+    deltas = (err_b[picks].sum(axis=1) - err_a[picks].sum(axis=1)) / totals
+    tail = (1 - confidence) / 2
+    der_a, der_b = aggregate(a).der, aggregate(b).der
+    return PairedDifference(
+        der_a=der_a,
+        der_b=der_b,
+        delta=der_b - der_a,
+        low=float(np.quantile(deltas, tail)),
+        high=float(np.quantile(deltas, 1 - tail)),
+        confidence=confidence,
+        b_better_share=float(np.mean(deltas < 0)),
     )

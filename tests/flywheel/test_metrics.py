@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pyannote.core import Annotation, Segment, Timeline
 
-from flywheel.metrics import aggregate, der_breakdown
+from flywheel.metrics import DERBreakdown, aggregate, der_breakdown, paired_bootstrap
 from flywheel.segments import annotation_from_turns
 
 REF = annotation_from_turns([(0.0, 4.0, "A"), (3.0, 6.0, "B"), (7.0, 9.0, "A")], uri="f")
@@ -53,3 +53,32 @@ def test_summary_line_reports_rates_of_reference_speech() -> None:
 
     b = DERBreakdown(der=0.25, missed=10.0, false_alarm=5.0, confusion=10.0, total=100.0)
     assert b.summary() == "DER 25.00%  miss 10.00%  false alarm  5.00%  confusion 10.00%"
+
+
+def _file(errors: float, total: float = 100.0) -> DERBreakdown:
+    return DERBreakdown(der=errors / total, missed=errors, false_alarm=0.0, confusion=0.0, total=total)
+
+
+def test_paired_bootstrap_finds_a_gain_on_every_file() -> None:
+    a = [_file(20.0 + i % 5) for i in range(40)]
+    b = [_file(e.missed - 3.0) for e in a]
+    diff = paired_bootstrap(a, b, samples=500)
+    assert diff.delta == pytest.approx(aggregate(b).der - aggregate(a).der)
+    assert diff.delta == pytest.approx(-0.03)
+    assert diff.high < 0
+    assert diff.verdict() == "B better"
+    assert diff.b_better_share == 1.0
+
+
+def test_paired_bootstrap_calls_a_mixed_result_a_draw() -> None:
+    a = [_file(20.0) for _ in range(40)]
+    b = [_file(28.0 if i % 2 else 13.0) for i in range(40)]  # half much worse, half much better
+    diff = paired_bootstrap(a, b, samples=1000)
+    assert diff.low < 0 < diff.high
+    assert diff.verdict() == "no significant difference"
+    assert paired_bootstrap(b, a, samples=1000).verdict() == "no significant difference"
+
+
+def test_paired_bootstrap_rejects_unpaired_lists() -> None:
+    with pytest.raises(ValueError, match="equally long"):
+        paired_bootstrap([_file(1.0)], [_file(1.0), _file(2.0)])
