@@ -33,8 +33,11 @@ def test_export_parity(trained: Path, tmp_path: Path, quantize: str | None) -> N
 
 
 def test_export_fails_loudly_on_impossible_tolerance(trained: Path, tmp_path: Path) -> None:
-    with pytest.raises(ParityError):
-        export_onnx(trained, tmp_path / "m.onnx", quantize="int8", tolerance=0.0)
+    out = tmp_path / "m.onnx"
+    out.write_bytes(b"the previous model")
+    with pytest.raises(ParityError, match="not written"):
+        export_onnx(trained, out, quantize="int8", tolerance=0.0)
+    assert out.read_bytes() == b"the previous model"  # a failed export leaves the old file alone
 
 
 def test_onnx_system_diarizes_without_torch(
