@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 PROFILE ?= smoke
-FAST_CNN_CKPT ?= checkpoints/fast-cnn/soup/best.pt
+FAST_CNN_CKPT ?= checkpoints/fast-cnn/segfocus2/best.pt
 
 .PHONY: help setup test lint data data-smoke data-full train-fast-cnn release-fast-cnn train-distilhubert release-distilhubert benchmark clean mlflow mlflow-stop up down load-test
 
@@ -29,7 +29,7 @@ data-full: setup  ## build the full data (inventory, dev/test conversations) thr
 
 data: data-smoke data-full  ## both profiles
 
-train-fast-cnn: setup  ## train the Fast CNN release recipes (full ... voices4, resume from checkpoints/), then average voices2+voices4
+train-fast-cnn: setup  ## train the Fast CNN release recipes in order (full ... segfocus2; resume from checkpoints/)
 	$(BIN)/flywheel train --model fast-cnn --config full
 	$(BIN)/dvc repro teacher@full
 	$(BIN)/flywheel train --model fast-cnn --config distil
@@ -39,6 +39,11 @@ train-fast-cnn: setup  ## train the Fast CNN release recipes (full ... voices4, 
 	$(BIN)/flywheel train --model fast-cnn --config voices4
 	$(BIN)/flywheel average-checkpoints checkpoints/fast-cnn/voices2/best.pt \
 		checkpoints/fast-cnn/voices4/best.pt --out checkpoints/fast-cnn/soup/best.pt
+	$(BIN)/flywheel train --model fast-cnn --config deeper
+	$(BIN)/flywheel average-checkpoints checkpoints/fast-cnn/deeper/best.pt \
+		checkpoints/fast-cnn/soup/best.pt --out checkpoints/fast-cnn/soup2/best.pt
+	$(BIN)/flywheel train --model fast-cnn --config segfocus
+	$(BIN)/flywheel train --model fast-cnn --config segfocus2
 
 train-distilhubert: setup  ## train DistilHuBERT from scratch (INIT=path/to/distilhubert for the pretrained start)
 	$(BIN)/flywheel train --model distilhubert --config full $(if $(INIT),--init-from $(INIT))
