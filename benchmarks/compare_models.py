@@ -73,7 +73,7 @@ def main(
         "model_b": str(system_b.model_path),
         "threshold_a": system_a.params.threshold,
         "threshold_b": system_b.params.threshold,
-        "difference": {**vars(diff), "verdict": diff.verdict(), "samples": samples},
+        "difference": {**vars(diff), "delta": diff.delta, "verdict": diff.verdict(), "samples": samples},
         "files": files,
     }
     (out_dir / "compare.json").write_text(json.dumps(report, indent=2))

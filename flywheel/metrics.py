@@ -107,11 +107,15 @@ class PairedDifference:
 
     der_a: float
     der_b: float
-    delta: float  # der_b - der_a: negative when B is better
     low: float  # lower bound of the interval on delta
     high: float  # upper bound
     confidence: float  # e.g. 0.95
     b_better_share: float  # share of resamples where B's DER is lower
+
+    @property
+    def delta(self) -> float:
+        """``der_b - der_a``: negative when B is better."""
+        return self.der_b - self.der_a
 
     def verdict(self) -> str:
         """``"B better"``, ``"B worse"`` or ``"no significant difference"`` at ``confidence``."""
@@ -154,11 +158,9 @@ def paired_bootstrap(
     totals = np.maximum(total[picks].sum(axis=1), 1e-12)
     deltas = (err_b[picks].sum(axis=1) - err_a[picks].sum(axis=1)) / totals
     tail = (1 - confidence) / 2
-    der_a, der_b = aggregate(a).der, aggregate(b).der
     return PairedDifference(
-        der_a=der_a,
-        der_b=der_b,
-        delta=der_b - der_a,
+        der_a=aggregate(a).der,
+        der_b=aggregate(b).der,
         low=float(np.quantile(deltas, tail)),
         high=float(np.quantile(deltas, 1 - tail)),
         confidence=confidence,
