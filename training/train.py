@@ -86,6 +86,10 @@ class TrainConfig:
     # at the end, the weights of the last `average_last` epochs are averaged (kept in epochs/); the
     # average replaces best.pt when its dev DER is lower (0 or 1: no averaging)
     average_last: int = 0
+    # train only the embedding head (``emb_mlp``, ``emb_norm``): the backbone and the segmentation
+    # head keep their weights and batch-norm statistics, so segmentation cannot move while the
+    # embeddings learn with the full speaker loss
+    freeze_segmentation: bool = False
 
     @classmethod
     def load(cls, model_type: str, name: str, params: dict[str, Any] | None = None) -> TrainConfig:
@@ -155,8 +159,27 @@ def dev_der(
     diarizer = NeuralDiarizer(TorchBackend(model), chunk.chunk_s, chunk.frame_s, params, features)
     items = list(iter_test_set(dev_dir))[:limit]
     table = score_thresholds(diarizer, items, thresholds)
-    model.train()
     return min((row["der"], row["threshold"]) for row in table)
+
+
+EMBEDDING_HEAD = ("emb_mlp", "emb_norm")  # the modules `freeze_segmentation` keeps training
+
+
+def freeze_segmentation(model: torch.nn.Module) -> int:
+    """Stop gradients to everything but the embedding head; returns the trainable parameter count."""
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.split(".")[0] in EMBEDDING_HEAD)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def set_train_mode(model: torch.nn.Module, cfg: TrainConfig) -> None:
+    """``model.train()``, except that a frozen segmentation part stays in eval mode (its batch-norm
+    statistics do not move)."""
+    model.train()
+    if cfg.freeze_segmentation:
+        for name, module in model.named_children():
+            if name not in EMBEDDING_HEAD:
+                module.eval()
 
 
 def _lr_at(step: int, total: int, cfg: TrainConfig) -> float:
@@ -223,8 +246,12 @@ def train(
         if not cfg.teacher:
             raise ValueError("distill_weight > 0 needs `teacher` (run `flywheel data teacher` first)")
         teacher = torch.from_numpy(load_teacher_targets(data_dir / cfg.teacher, dataset.speaker_index))
+    if cfg.freeze_segmentation:
+        print(f"segmentation frozen: {freeze_segmentation(model):,} trainable model parameters")
     optimizer = torch.optim.AdamW(
-        [*model.parameters(), *speaker_head.parameters()], lr=cfg.lr, weight_decay=cfg.weight_decay
+        [p for p in [*model.parameters(), *speaker_head.parameters()] if p.requires_grad],
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
     )
     est_steps = int(hours * 3600 * cfg.coverage / chunk.chunk_s / cfg.batch_size)
     if cfg.max_steps_per_epoch:
@@ -265,11 +292,11 @@ def train(
         prefetch_factor=4 if cfg.workers else None,
     )
     started = time.perf_counter()
-    model.train()
     last_epoch = min(cfg.epochs, cfg.stop_after or cfg.epochs)
     while state["epoch"] < last_epoch and state["stale"] < cfg.patience:
         epoch = state["epoch"]
         losses = []
+        set_train_mode(model, cfg)
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", total=est_steps)
         for i, (feats, labels, speaker_ids) in enumerate(bar):
             if cfg.max_steps_per_epoch and i >= cfg.max_steps_per_epoch:
@@ -520,8 +547,9 @@ def training_step(
     cosine distance between each valid local-speaker embedding and its speaker's teacher vector
     (zero without a teacher).
     """
-    hidden = model.backbone(feats)
-    logprobs = model.segment(hidden)
+    with torch.set_grad_enabled(not cfg.freeze_segmentation):
+        hidden = model.backbone(feats)
+        logprobs = model.segment(hidden)
     seg_loss, perm = pit_powerset_loss(logprobs, labels)
     # align slots with the permutation the segmentation loss chose
     labels = torch.gather(labels, 2, perm[:, None, :].expand_as(labels))

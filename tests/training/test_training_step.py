@@ -45,3 +45,28 @@ def test_predicted_pooling_adds_the_loss_of_the_inference_embeddings(params: dic
         valid = aligned_ids >= 0
         expected = head(served[valid], aligned_ids[valid])
     assert torch.isclose(both - plain, 0.5 * expected, rtol=1e-4, atol=1e-5)
+
+
+def test_frozen_segmentation_trains_only_the_embedding_head(params: dict) -> None:
+    """`freeze_segmentation`: one optimiser step moves the embedding head and nothing else, batch-norm
+    statistics of the frozen part included, so the segmentation output stays bit-identical."""
+    from training.train import EMBEDDING_HEAD, freeze_segmentation, set_train_mode
+
+    torch.manual_seed(0)
+    model = build_model("fast-cnn", params)
+    cfg = TrainConfig(freeze_segmentation=True)
+    trainable = freeze_segmentation(model)
+    head_params = sum(p.numel() for n, p in model.named_parameters() if n.split(".")[0] in EMBEDDING_HEAD)
+    assert trainable == head_params > 0
+    head = AAMSoftmax(model.cfg.embedding_dim, 4)
+    feats, labels, ids = two_speaker_batch()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    set_train_mode(model, cfg)
+    seg, spk, _ = training_step(model, head, feats, labels, ids, cfg)
+    assert not seg.requires_grad and spk.requires_grad
+    (seg + spk).backward()
+    optimizer.step()
+    after = model.state_dict()
+    changed = {k.split(".")[0] for k in after if not torch.equal(before[k], after[k])}
+    assert changed and changed <= set(EMBEDDING_HEAD)
