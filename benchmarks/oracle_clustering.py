@@ -1,10 +1,13 @@
 """Where a neural system's DER comes from: its real clustering vs oracle clustering, on a dev set.
 
-Three rows: the system as served; the same with the true number of speakers given (``num_speakers``:
-what the automatic count costs); oracle clustering, which keeps the model's own local activity but
-maps every local speaker of every chunk to the reference speaker it overlaps most, then stitches as
-usual. The gap between the first and last rows is the cost of the speaker embeddings + clustering;
-what the oracle row still misses is segmentation. A last table splits the segmentation by how many
+Four rows: the system as served; the same with the true number of speakers given (``num_speakers``:
+what the automatic count costs); oracle centroids: every speaker's centroid is the mean of the model's
+own embeddings of the local speakers that truly are that speaker, and slots are assigned to them as
+served (what the best clustering of these embeddings could reach: the rest is the embeddings'); oracle
+clustering, which keeps the model's own local activity but maps every local speaker of every chunk to
+the reference speaker it overlaps most, then stitches as usual. The gap between the first and last
+rows is the cost of the speaker embeddings + clustering; what the oracle row still misses is
+segmentation. A last table splits the segmentation by how many
 speakers talk at once: of the time where the reference has 0, 1, 2 or 3+ speakers, the share where the
 served system finds 0, 1, 2 or 3+ (e.g. how much two-speaker overlap it detects).
 
@@ -24,9 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pyannote.core import Annotation
 
 from flywheel.audio import load_audio
+from flywheel.clustering import centre_embeddings, recording_centre, unit_rows
 from flywheel.metrics import aggregate, der_breakdown
 from flywheel.stitching import aggregate as stitch
 from flywheel.stitching import binarize, to_annotation
+from flywheel.systems.neural import NeuralDiarizer, assign_to_centroids
 from flywheel.testset import TestItem, iter_test_set
 
 MAX_COUNT = 3  # the last row and column hold "this many speakers or more"
@@ -67,6 +72,25 @@ def oracle_assignment(item: TestItem, local, frame_s: float) -> tuple[np.ndarray
     return assignment, len(labels)
 
 
+def oracle_centroid_assignment(system: NeuralDiarizer, item: TestItem, local) -> tuple[np.ndarray, int]:
+    """``(C, 3)`` assignment as served, to centroids built from the truth: each speaker's centroid is
+    the mean embedding of the slots that enter clustering (``system.slot_masks``) and truly are that
+    speaker (:func:`oracle_assignment`), in the recording-centred space when the system refines there.
+    Returns the assignment and the number of centroids (speakers with at least one such slot)."""
+    oracle, _ = oracle_assignment(item, local, system.frame_s)
+    active, good = system.slot_masks(local)
+    if not good.any():  # as served: nobody talks alone long enough, one speaker
+        return np.where(active, 0, -1).astype(np.int64), int(active.any())
+    emb = unit_rows(local.embeddings)
+    if system.params.refine_iterations > 0:
+        seconds = local.single_frames[good] * system.frame_s
+        emb = centre_embeddings(emb, recording_centre(emb[good], seconds))
+    truth = oracle[good]
+    ids = np.unique(truth)
+    centroids = unit_rows(np.stack([emb[good][truth == i].mean(axis=0) for i in ids]))
+    return assign_to_centroids(emb, active, centroids), len(ids)
+
+
 def main(
     system_name: str = typer.Option("fast-cnn", "--system", help="Neural system (fast-cnn, distilhubert)."),
     model_path: Path = typer.Option(None, help="ONNX model (default: the release model)."),
@@ -76,7 +100,7 @@ def main(
     from flywheel.systems.onnx_system import OnnxSystem
 
     system = OnnxSystem(system_name, model_path=model_path)
-    real, known_count, oracle = [], [], []
+    real, known_count, centroid_rows, oracle = [], [], [], []
     table = np.zeros((MAX_COUNT + 1, MAX_COUNT + 1))
     for item in iter_test_set(dev_set):
         local = system.prepare(load_audio(item.audio_path))
@@ -86,6 +110,10 @@ def main(
         count = len(item.reference.labels())
         hyp = system.cluster(local, uri=item.uri, num_speakers=count)
         known_count.append(der_breakdown(item.reference, hyp, item.uem))
+        assignment, speakers = oracle_centroid_assignment(system, item, local)
+        scores, count = stitch(local.activity, assignment, local.chunk_frames, local.num_frames, speakers)
+        hyp = to_annotation(binarize(scores, count), system.frame_s, local.duration, item.uri)
+        centroid_rows.append(der_breakdown(item.reference, hyp, item.uem))
         assignment, speakers = oracle_assignment(item, local, system.frame_s)
         scores, count = stitch(local.activity, assignment, local.chunk_frames, local.num_frames, speakers)
         hyp = to_annotation(binarize(scores, count), system.frame_s, local.duration, item.uri)
@@ -93,6 +121,7 @@ def main(
     rows_by_name = (
         ("system clustering", real),
         ("true speaker count", known_count),
+        ("oracle centroids", centroid_rows),
         ("oracle clustering", oracle),
     )
     for name, rows in rows_by_name:

@@ -137,6 +137,14 @@ class NeuralDiarizer:
         )
 
     # -- 2.-4. clustering, assignment, stitching ----------------------------------------------
+    def slot_masks(self, local: LocalResults) -> tuple[np.ndarray, np.ndarray]:
+        """``(active, good)``, both ``(C, 3)``: slots with enough activity to be assigned a speaker, and
+        the active slots with enough single-speaker speech for their embedding to enter clustering."""
+        p = self.params
+        active = local.activity.sum(axis=1) * self.frame_s >= p.min_active_s
+        good = (local.single_frames * self.frame_s >= p.min_embedding_s) & active
+        return active, good
+
     def assign(
         self, local: LocalResults, threshold: float, num_speakers: int | None = None
     ) -> tuple[np.ndarray, int]:
@@ -145,11 +153,9 @@ class NeuralDiarizer:
         ``num_speakers`` (when the caller knows it) replaces the threshold's automatic count.
         """
         p = self.params
-        active = local.activity.sum(axis=1) * self.frame_s >= p.min_active_s  # (C, 3)
-        good = (local.single_frames * self.frame_s >= p.min_embedding_s) & active
-        assignment = np.full(active.shape, -1, dtype=np.int64)
+        active, good = self.slot_masks(local)
         if not active.any():
-            return assignment, 0
+            return np.full(active.shape, -1, dtype=np.int64), 0
         emb = unit_rows(local.embeddings)
         if good.sum() >= 2:
             labels = agglomerative_cluster(
@@ -161,8 +167,7 @@ class NeuralDiarizer:
         else:
             labels = np.zeros(int(good.sum()), dtype=np.int64)
         if labels.size == 0:  # speech, but nobody talks alone long enough: one speaker
-            assignment[active] = 0
-            return assignment, 1
+            return np.where(active, 0, -1).astype(np.int64), 1
         seconds = local.single_frames[good] * self.frame_s  # how much speech each embedding stands for
         if num_speakers is None:
             labels = dissolve_small_clusters(emb[good], labels, seconds, p.min_cluster_share)
@@ -171,15 +176,7 @@ class NeuralDiarizer:
             emb = centre_embeddings(emb, centre)
         k = int(labels.max()) + 1
         centroids = unit_rows(np.stack([emb[good][labels == i].mean(axis=0) for i in range(k)]))
-        for c in np.flatnonzero(active.any(axis=1)):
-            slots = np.flatnonzero(active[c])
-            sim = emb[c, slots] @ centroids.T  # (slots, k)
-            if len(slots) <= k:
-                rows, cols = linear_sum_assignment(-sim)
-                assignment[c, slots[rows]] = cols
-            else:  # more local speakers than clusters: best cluster each
-                assignment[c, slots] = sim.argmax(axis=1)
-        return assignment, k
+        return assign_to_centroids(emb, active, centroids), k
 
     def cluster(
         self,
@@ -210,3 +207,28 @@ class NeuralDiarizer:
         """Who spoke when in ``waveform`` (16 kHz mono float32), overlap included; ``num_speakers``:
         the number of speakers when known (default: estimated)."""
         return self.cluster(self.prepare(waveform), uri=uri, num_speakers=num_speakers)
+
+
+def assign_to_centroids(embeddings: np.ndarray, active: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Global speaker of every active local slot: per chunk, the Hungarian assignment of its active
+    slots to the ``(k, D)`` unit ``centroids`` on cosine similarity, so two slots of one chunk never
+    share a speaker (each takes its most similar centroid when a chunk has more slots than speakers).
+
+    Args:
+        embeddings: ``(C, 3, D)`` unit embeddings, in the space of the centroids.
+        active: ``(C, 3)`` slots to assign.
+        centroids: ``(k, D)`` one unit vector per global speaker.
+    Returns:
+        ``(C, 3)`` speaker indices, ``-1`` for inactive slots.
+    """
+    assignment = np.full(active.shape, -1, dtype=np.int64)
+    k = len(centroids)
+    for c in np.flatnonzero(active.any(axis=1)):
+        slots = np.flatnonzero(active[c])
+        sim = embeddings[c, slots] @ centroids.T  # (slots, k)
+        if len(slots) <= k:
+            rows, cols = linear_sum_assignment(-sim)
+            assignment[c, slots[rows]] = cols
+        else:  # more local speakers than clusters: best cluster each
+            assignment[c, slots] = sim.argmax(axis=1)
+    return assignment
