@@ -29,8 +29,6 @@ from pyannote.core import Annotation
 from flywheel.audio import load_audio
 from flywheel.clustering import centre_embeddings, recording_centre, unit_rows
 from flywheel.metrics import aggregate, der_breakdown
-from flywheel.stitching import aggregate as stitch
-from flywheel.stitching import binarize, to_annotation
 from flywheel.systems.neural import NeuralDiarizer, assign_to_centroids
 from flywheel.testset import TestItem, iter_test_set
 
@@ -110,13 +108,9 @@ def main(
         count = len(item.reference.labels())
         hyp = system.cluster(local, uri=item.uri, num_speakers=count)
         known_count.append(der_breakdown(item.reference, hyp, item.uem))
-        assignment, speakers = oracle_centroid_assignment(system, item, local)
-        scores, count = stitch(local.activity, assignment, local.chunk_frames, local.num_frames, speakers)
-        hyp = to_annotation(binarize(scores, count), system.frame_s, local.duration, item.uri)
+        hyp = system.stitch(local, *oracle_centroid_assignment(system, item, local), uri=item.uri)
         centroid_rows.append(der_breakdown(item.reference, hyp, item.uem))
-        assignment, speakers = oracle_assignment(item, local, system.frame_s)
-        scores, count = stitch(local.activity, assignment, local.chunk_frames, local.num_frames, speakers)
-        hyp = to_annotation(binarize(scores, count), system.frame_s, local.duration, item.uri)
+        hyp = system.stitch(local, *oracle_assignment(item, local, system.frame_s), uri=item.uri)
         oracle.append(der_breakdown(item.reference, hyp, item.uem))
     rows_by_name = (
         ("system clustering", real),

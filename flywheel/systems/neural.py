@@ -188,6 +188,11 @@ class NeuralDiarizer:
         """Cluster prepared chunks and stitch them into an annotation."""
         threshold = self.params.threshold if threshold is None else threshold
         assignment, k = self.assign(local, threshold, num_speakers)
+        return self.stitch(local, assignment, k, uri)
+
+    def stitch(self, local: LocalResults, assignment: np.ndarray, k: int, uri: str = "audio") -> Annotation:
+        """Stitch the chunks' local activity into one annotation of ``k`` global speakers, given the
+        global speaker of every local slot (``(C, 3)``, ``-1``: unused; e.g. from :meth:`assign`)."""
         if k == 0:
             return Annotation(uri=uri)
         scores, count = aggregate(local.activity, assignment, local.chunk_frames, local.num_frames, k)
