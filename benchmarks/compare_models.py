@@ -8,7 +8,9 @@ models (same system and pipeline, each with its own clustering threshold), print
 scatter plot.
 
 Usage: ``python benchmarks/compare_models.py --model-b CANDIDATE.onnx [--threshold-b 0.525]
-[--model-a models/release/fast-cnn.onnx] [--eval-set data/conversations/full/dev]``.
+[--step-b 2.5] [--model-a models/release/fast-cnn.onnx] [--eval-set data/conversations/full/dev]``
+(``--eval-set data/conversations/full/confirm``: 200 more conversations of the dev speakers, to
+confirm a candidate that dev selected).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ def main(
     system_name: str = typer.Option("fast-cnn", "--system", help="Neural system (fast-cnn, distilhubert)."),
     threshold_a: float = typer.Option(None, help="Clustering threshold for A (default: params.yaml)."),
     threshold_b: float = typer.Option(None, help="Clustering threshold for B (default: params.yaml)."),
+    step_a: float = typer.Option(None, help="Chunk step in seconds for A (default: params.yaml)."),
+    step_b: float = typer.Option(None, help="Chunk step for B (default: params.yaml; 2.5 for 10 s chunks)."),
     eval_set: Path = typer.Option(Path("data/conversations/full/dev"), help="Folder of wav + rttm (+ uem)."),
     samples: int = typer.Option(2000, min=100, help="Bootstrap resamples."),
     confidence: float = typer.Option(0.95, min=0.5, max=0.999, help="Width of the interval."),
@@ -44,8 +48,8 @@ def main(
     from experiments.plots import paired_der_chart
     from flywheel.systems.onnx_system import OnnxSystem
 
-    system_a = OnnxSystem(system_name, model_path=model_a, threshold=threshold_a)
-    system_b = OnnxSystem(system_name, model_path=model_b, threshold=threshold_b)
+    system_a = OnnxSystem(system_name, model_path=model_a, threshold=threshold_a, step_s=step_a)
+    system_b = OnnxSystem(system_name, model_path=model_b, threshold=threshold_b, step_s=step_b)
     items = list(iter_test_set(eval_set))
     if not items:
         raise typer.BadParameter(f"no wav + rttm pairs in {eval_set}", param_hint="--eval-set")
@@ -73,6 +77,8 @@ def main(
         "model_b": str(system_b.model_path),
         "threshold_a": system_a.params.threshold,
         "threshold_b": system_b.params.threshold,
+        "step_a": system_a.params.step_s,
+        "step_b": system_b.params.step_s,
         "difference": {**vars(diff), "delta": diff.delta, "verdict": diff.verdict(), "samples": samples},
         "files": files,
     }

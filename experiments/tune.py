@@ -192,10 +192,14 @@ def main(
         Path | None,
         typer.Option("--model-path", help="ONNX model for neural systems (default: release model)."),
     ] = None,
+    step: Annotated[
+        float | None,
+        typer.Option("--step", help="Chunk step in seconds for neural systems (default: params.yaml)."),
+    ] = None,
 ) -> None:
     """Pick the clustering threshold with the lowest total DER on a dev set."""
     grid = parse_thresholds(thresholds)
-    options = {"model_path": model_path} if model_path else None
+    options = {k: v for k, v in {"model_path": model_path, "step_s": step}.items() if v is not None} or None
     best, table = tune_threshold(system, dev_set, grid, collar=collar, system_options=options)
     typer.echo(f"{'threshold':>9}  {'DER':>6}  {'miss':>6}  {'FA':>6}  {'conf':>6}")
     for row in table:

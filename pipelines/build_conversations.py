@@ -1,4 +1,8 @@
-"""Build the fixed dev and test conversation sets of a profile from its inventory.
+"""Build the fixed dev, test and confirm conversation sets of a profile from its inventory.
+
+``confirm`` draws the dev speakers on seeds of its own: a second, larger held-out sample used only
+to confirm a model comparison that dev already selected on (``benchmarks/compare_models.py``), never
+for tuning. It never touches the test speakers.
 
 Writes ``<out>/<split>/<uri>.wav|.rttm|.uem`` and ``<out>/manifest.json`` (seeds, durations,
 speakers, overlap ratio, SNR per file, plus totals). Training conversations are not stored: the
@@ -23,7 +27,9 @@ from pipelines.inventory import Inventory
 from pipelines.simulate import AudioCache, SimulationConfig, simulate_conversation
 
 # Seed offsets keep dev, test and training conversations on disjoint seed ranges.
-SPLIT_SEED_OFFSET = {"train": 0, "dev": 10_000_000, "test": 20_000_000}
+SPLIT_SEED_OFFSET = {"train": 0, "dev": 10_000_000, "test": 20_000_000, "confirm": 30_000_000}
+# The speaker split each stored set draws its voices from.
+SPEAKER_SPLIT = {"dev": "dev", "test": "test", "confirm": "dev"}
 
 
 def conversation_seed(base_seed: int, split: str, index: int) -> int:
@@ -45,11 +51,14 @@ def build_conversations(
         shutil.rmtree(out_dir)
     manifest: dict[str, Any] = {"profile": profile, "seed": params["seed"], "splits": {}}
     started = time.perf_counter()
-    for split in ("dev", "test"):
+    for split, speaker_split in SPEAKER_SPLIT.items():
+        count = conv.get(split, 0)
+        if not count:
+            continue
         files = []
-        for i in tqdm(range(conv[split]), desc=f"simulate {split}", unit="conv"):
+        for i in tqdm(range(count), desc=f"simulate {split}", unit="conv"):
             seed = conversation_seed(params["seed"], split, i)
-            c = simulate_conversation(inventory, split, seed, cfg, audio, uri=f"{split}_{i:04d}")
+            c = simulate_conversation(inventory, speaker_split, seed, cfg, audio, uri=f"{split}_{i:04d}")
             d = out_dir / split
             write_audio(d / f"{c.uri}.wav", c.waveform)
             write_rttm(d / f"{c.uri}.rttm", c.reference)
@@ -85,7 +94,7 @@ def main(
     inventory_dir: Path = typer.Option(None, help="Inventory directory (default: data/inventory/<profile>)."),
     out_dir: Path = typer.Option(None, help="Output directory (default: data/conversations/<profile>)."),
 ) -> None:
-    """Simulate the fixed dev/test conversations of a profile."""
+    """Simulate the fixed dev/test/confirm conversations of a profile."""
     inventory_dir = inventory_dir or Path("data/inventory") / profile
     out_dir = out_dir or Path("data/conversations") / profile
     manifest = build_conversations(profile, inventory_dir, out_dir)

@@ -32,6 +32,11 @@ class ChunkConfig:
     chunk_s: float = 5.0
     frame_s: float = 0.04  # model output resolution (4 feature frames)
 
+    def __post_init__(self) -> None:
+        frames = self.chunk_s / self.frame_s
+        if abs(frames - round(frames)) > 1e-6:
+            raise ValueError(f"chunk_s {self.chunk_s} is not a whole number of {self.frame_s} s frames")
+
     @property
     def num_samples(self) -> int:
         return int(round(self.chunk_s * SAMPLE_RATE))

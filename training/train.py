@@ -90,6 +90,11 @@ class TrainConfig:
     # head keep their weights and batch-norm statistics, so segmentation cannot move while the
     # embeddings learn with the full speaker loss
     freeze_segmentation: bool = False
+    # overrides of params.yaml `models.<model>.chunk` (e.g. {chunk_s: 10.0}): train at another chunk
+    # length; the checkpoint and its ONNX export carry it, so inference follows the model
+    chunk: dict[str, Any] = field(default_factory=dict)
+    # overrides of params.yaml `systems.<model>` for the dev DER (e.g. {step_s: 2.5} with 10 s chunks)
+    dev_pipeline: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, model_type: str, name: str, params: dict[str, Any] | None = None) -> TrainConfig:
@@ -221,9 +226,10 @@ def train(
     inventory = Inventory.load(data_dir / "inventory" / cfg.data_profile)
     dev_dir = data_dir / "conversations" / cfg.data_profile / "dev"
     sim = training_simulation(params, cfg)
-    chunk = ChunkConfig(**params["models"][model_type]["chunk"])
+    chunk = ChunkConfig(**{**params["models"][model_type]["chunk"], **cfg.chunk})
     features = FeatureConfig(**params["models"][model_type].get("features", {}))
-    system_params = params.get("systems", {}).get(model_type)  # dev DER as the system is served
+    # dev DER as the system is served (with the recipe's overrides)
+    system_params = {**params.get("systems", {}).get(model_type, {}), **cfg.dev_pipeline}
     hours = cfg.train_hours or profile["train_hours"]
     dataset = ConversationChunks(
         inventory,

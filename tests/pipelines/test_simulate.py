@@ -75,14 +75,17 @@ def test_overlap_statistics(inventory: Inventory, params: dict) -> None:
 
 
 def test_dev_and_test_sets_use_only_their_speakers(smoke_data: Path, inventory: Inventory) -> None:
+    """dev and test draw only their own speakers; confirm draws the dev speakers on seeds of its own."""
     manifest = json.loads((smoke_data / "conversations" / "smoke" / "manifest.json").read_text())
-    for split in ("dev", "test"):
+    for split, speaker_split in (("dev", "dev"), ("test", "test"), ("confirm", "dev")):
         for spk in manifest["splits"][split]["speakers"]:
-            assert inventory.speakers[spk].split == split
+            assert inventory.speakers[spk].split == speaker_split
         for item in iter_test_set(smoke_data / "conversations" / "smoke" / split):
             assert len(load_audio(item.audio_path)) / SAMPLE_RATE == pytest.approx(
                 item.uem.extent().end, abs=0.01
             )
+    seeds = {split: {f["seed"] for f in info["files"]} for split, info in manifest["splits"].items()}
+    assert not seeds["confirm"] & seeds["dev"]
 
 
 def test_formant_warped_voices_are_new_speakers_on_the_same_timeline(

@@ -30,3 +30,9 @@ def test_warped_voices_get_speaker_ids_of_their_own(inventory: Inventory, params
         active = labels.sum(dim=0) > 0
         # every speaker of a chunk is a warped copy (probability 1), known to the speaker head
         assert ((ids[active] >= recorded) & (ids[active] < 3 * recorded)).all()
+
+
+def test_chunk_length_must_be_whole_frames() -> None:
+    assert ChunkConfig(chunk_s=10.0).num_frames == 250
+    with pytest.raises(ValueError, match="whole number"):
+        ChunkConfig(chunk_s=2.5)
