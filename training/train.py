@@ -597,7 +597,14 @@ def _init_weights(model: torch.nn.Module, speaker_head: AAMSoftmax, path: Path) 
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     grown = ""
     if set(ckpt["model"]) < set(model.state_dict()) and hasattr(model, "load_grown"):
-        grown = f", new blocks {model.load_grown(ckpt['model'])} start as identity"
+        new_attention = any(k.startswith("context.") for k in set(model.state_dict()) - set(ckpt["model"]))
+        new_blocks = model.load_grown(ckpt["model"])
+        grown = "".join(
+            [
+                f", new blocks {new_blocks} start as identity" if new_blocks else "",
+                ", the new attention layer starts as identity" if new_attention else "",
+            ]
+        )
     else:
         model.load_state_dict(ckpt["model"])
     head = ckpt.get("speaker_head")

@@ -43,6 +43,26 @@ def test_fast_cnn_grows_by_identity_blocks(params) -> None:
         small.load_grown(grown.state_dict())  # shrinking is not growing
 
 
+def test_attention_layer_starts_as_identity_and_sees_the_whole_chunk(params) -> None:
+    """`attention_dim`: a grown model with the attention layer computes what the deeper model did;
+    once its output projection moves, the first frame depends on the last ones (beyond the ~6 s the
+    dilated blocks see)."""
+    torch.manual_seed(0)
+    dilations = [*params["models"]["fast-cnn"]["dilations"], 4]
+    deeper = build_model("fast-cnn", params, dilations=dilations).eval()
+    model = build_model("fast-cnn", params, dilations=dilations, attention_dim=64).eval()
+    assert model.load_grown(deeper.state_dict()) == []
+    assert count_parameters(model) <= 2.5e6
+    x = torch.randn(1, 64, 1000)  # 10 s
+    for a, b in zip(deeper(x), model(x), strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+    torch.nn.init.normal_(model.context.out.weight, std=0.1)
+    h = torch.randn(1, params["models"]["fast-cnn"]["channels"], 250)
+    g = h.clone()
+    g[:, :, -25:] += 3.0  # the last second of hidden frames
+    assert not torch.allclose(model.context(h)[:, :, 0], model.context(g)[:, :, 0], atol=1e-4)
+
+
 def test_embedding_pooling_power_sharpens_the_weights(params) -> None:
     """forward pools each local speaker's frames with P(alone) ** pool_power (1: as before)."""
     torch.manual_seed(0)
