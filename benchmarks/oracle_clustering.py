@@ -53,12 +53,20 @@ def speaker_count_table(
     return table
 
 
+def reference_frames(reference: Annotation, num_frames: int, frame_s: float) -> np.ndarray:
+    """``(num_frames, S)`` boolean activity of the reference speakers (sorted labels) on the model's
+    frame grid (a frame is active when a turn touches it)."""
+    labels = sorted(reference.labels())
+    ref = np.zeros((num_frames, len(labels)), dtype=bool)
+    for seg, _, label in reference.itertracks(yield_label=True):
+        ref[int(seg.start / frame_s) : int(np.ceil(seg.end / frame_s)), labels.index(label)] = True
+    return ref
+
+
 def oracle_assignment(item: TestItem, local, frame_s: float) -> tuple[np.ndarray, int]:
     """``(C, 3)`` reference-speaker index of every active local slot (``-1`` inactive), speaker count."""
+    ref = reference_frames(item.reference, local.num_frames, frame_s)
     labels = sorted(item.reference.labels())
-    ref = np.zeros((local.num_frames, len(labels)), dtype=bool)
-    for seg, _, label in item.reference.itertracks(yield_label=True):
-        ref[int(seg.start / frame_s) : int(np.ceil(seg.end / frame_s)), labels.index(label)] = True
     chunks, frames, slots = local.activity.shape
     assignment = np.full((chunks, slots), -1, dtype=np.int64)
     for c in range(chunks):

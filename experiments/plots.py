@@ -82,3 +82,25 @@ def paired_der_chart(
     fig.savefig(out_path, dpi=120)
     plt.close(fig)
     return out_path
+
+
+def quality_by_duration_chart(rows: list[dict[str, Any]], out_path: Path) -> Path:
+    """Local-speaker embedding quality against solo speech (``benchmarks/embedding_quality.py`` rows):
+    within-recording EER and nearest-centroid error, one point per bin at its centre."""
+    centres = [sum(r["solo_s"]) / 2 for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(centres, [100 * r["eer"] for r in rows], marker="o", label="EER (same vs other speaker)")
+    ax.plot(
+        centres,
+        [100 * (1 - r["nearest_centroid_accuracy"]) for r in rows],
+        marker="s",
+        label="nearest true centroid is another speaker",
+    )
+    ax.set(xlabel="solo speech of the local speaker in its chunk (s)", ylabel="%", ylim=(0, None))
+    ax.set_title("local-speaker embeddings: error against solo speech")
+    ax.legend()
+    fig.tight_layout()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_path, dpi=120)
+    plt.close(fig)
+    return out_path

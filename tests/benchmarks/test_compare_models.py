@@ -17,6 +17,8 @@ def test_a_model_against_itself_is_a_draw(smoke_data: Path, tmp_path: Path) -> N
         system_name="fast-cnn",
         threshold_a=None,
         threshold_b=None,
+        step_a=None,
+        step_b=None,
         eval_set=smoke_data / "conversations" / "smoke" / "dev",
         samples=200,
         confidence=0.95,
