@@ -71,6 +71,7 @@ release-fast-cnn: setup  ## tune the embedding pooling on dev, export the Fast C
 	$(BIN)/flywheel export-onnx --checkpoint $(FAST_CNN_CKPT) --model-type fast-cnn \
 		--optimization-level extended --quantize int8-static --out models/release/fast-cnn.onnx
 	$(BIN)/flywheel tune --system fast-cnn --dev-set data/conversations/full/dev \
+		--dev-set data/conversations/full/tune \
 		--model-path models/release/fast-cnn.onnx --thresholds 0.05:0.8:0.025 --write-params
 	$(BIN)/python benchmarks/diarization.py --systems baseline,fast-cnn,distilhubert
 	$(BIN)/python scripts/release_card.py fast-cnn

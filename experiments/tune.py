@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -87,12 +87,13 @@ def score_thresholds(
 
 def tune_threshold(
     system_name: str,
-    dev_dir: str | Path,
+    dev_dir: str | Path | Sequence[str | Path],
     thresholds: list[float],
     collar: float = 0.0,
     system_options: dict[str, Any] | None = None,
 ) -> tuple[float, list[dict[str, float]]]:
-    """Diarize a dev set at every threshold; return the best threshold and one table row per threshold.
+    """Diarize a dev set (or several, scored as one) at every threshold; return the best threshold and
+    one table row per threshold.
 
     Rows as in :func:`score_thresholds`. Ties on DER go to the middle of the tied thresholds.
     """
@@ -100,9 +101,10 @@ def tune_threshold(
 
     options = dict(system_options or {})
     system = get_system(system_name, **options)
+    folders = [dev_dir] if isinstance(dev_dir, (str, Path)) else list(dev_dir)
     table = score_thresholds(
         system,
-        list(iter_test_set(dev_dir)),
+        [item for folder in folders for item in iter_test_set(folder)],
         thresholds,
         collar,
         rebuild=lambda t: get_system(system_name, **{**options, "threshold": t}),
@@ -163,11 +165,11 @@ app = typer.Typer(add_completion=False, pretty_exceptions_show_locals=False)
 @app.command()
 def main(
     dev_set: Annotated[
-        Path,
+        list[Path],
         typer.Option(
             "--dev-set",
             "-d",
-            help="Folder of <uri>.wav + <uri>.rttm (+ <uri>.uem) files.",
+            help="Folder of <uri>.wav + <uri>.rttm (+ <uri>.uem) files; repeat it to tune on several as one.",
             exists=True,
             file_okay=False,
         ),
@@ -200,7 +202,8 @@ def main(
     """Pick the clustering threshold with the lowest total DER on a dev set."""
     grid = parse_thresholds(thresholds)
     options = {k: v for k, v in {"model_path": model_path, "step_s": step}.items() if v is not None} or None
-    best, table = tune_threshold(system, dev_set, grid, collar=collar, system_options=options)
+    dev_sets = [dev_set] if isinstance(dev_set, (str, Path)) else list(dev_set)
+    best, table = tune_threshold(system, dev_sets, grid, collar=collar, system_options=options)
     typer.echo(f"{'threshold':>9}  {'DER':>6}  {'miss':>6}  {'FA':>6}  {'conf':>6}")
     for row in table:
         mark = "  <- best" if row["threshold"] == best else ""
@@ -210,7 +213,7 @@ def main(
         )
     result = {
         "system": system,
-        "dev_set": str(dev_set),
+        "dev_sets": [str(d) for d in dev_sets],
         "collar": collar,
         "best_threshold": best,
         "table": table,

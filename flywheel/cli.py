@@ -278,14 +278,17 @@ def tune(
     system: str = typer.Option(
         "fast-cnn", "--system", "-s", help="System whose clustering threshold is tuned."
     ),
-    dev_set: Path = typer.Option(
-        ..., "--dev-set", help="Dev folder of <uri>.wav + .rttm (never the test set)."
+    dev_set: list[Path] = typer.Option(
+        ...,
+        "--dev-set",
+        help="Dev folder of <uri>.wav + .rttm (never test); repeat to tune on several.",
     ),
     thresholds: str = typer.Option("0.1:1.0:0.02", help="Comma list or start:stop:step (stop included)."),
     collar: float = typer.Option(0.0, help="DER collar in seconds."),
     model_path: Path = typer.Option(None, help="ONNX model for neural systems (default: release model)."),
     write_params: bool = typer.Option(False, help="Write the best threshold into params.yaml."),
     output: Path = typer.Option(None, help="Also write the DER table as JSON here."),
+    step: float = typer.Option(None, help="Chunk step in seconds for neural systems (default: params.yaml)."),
 ) -> None:
     """Tune a system's clustering threshold on a dev set (lowest total DER)."""
     from experiments.tune import main as tune_main
@@ -299,6 +302,7 @@ def tune(
         params_file=None,
         output=output,
         model_path=model_path,
+        step=step,
     )
 
 

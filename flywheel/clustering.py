@@ -157,21 +157,27 @@ def agglomerative_cluster(
 
 
 def dissolve_small_clusters(
-    embeddings: np.ndarray, labels: np.ndarray, weights: np.ndarray, min_share: float
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    weights: np.ndarray,
+    min_share: float,
+    keep_weight: float = float("inf"),
 ) -> np.ndarray:
     """Merge clusters holding less than ``min_share`` of the total ``weights`` into the nearest large one.
 
     Weights are e.g. seconds of speech behind each embedding, so a "speaker" made of a few short,
-    noisy embeddings does not survive as its own speaker. Nearest means highest cosine similarity to a
-    large cluster's mean. Nothing changes when every cluster is small or none is. Returns labels
-    ``0..k-1`` in first-appearance order.
+    noisy embeddings does not survive as its own speaker. A cluster holding at least ``keep_weight``
+    is large whatever its share: in a long recording with many speakers each one holds a small share
+    of the speech. Nearest means highest cosine similarity to a large cluster's mean. Nothing changes
+    when every cluster is small or none is. Returns labels ``0..k-1`` in first-appearance order.
     """
     labels = np.asarray(labels)
     if min_share <= 0 or labels.size == 0:
         return labels
     ids = np.unique(labels)
-    share = np.array([weights[labels == i].sum() for i in ids]) / max(float(np.sum(weights)), 1e-12)
-    large = ids[share >= min_share]
+    held = np.array([weights[labels == i].sum() for i in ids])
+    share = held / max(float(np.sum(weights)), 1e-12)
+    large = ids[(share >= min_share) | (held >= keep_weight)]
     if large.size == 0 or large.size == ids.size:
         return _first_appearance_order(labels)
     x = unit_rows(np.asarray(embeddings, dtype=np.float64))

@@ -1,8 +1,9 @@
-"""Build the fixed dev, test and confirm conversation sets of a profile from its inventory.
+"""Build the fixed dev, test, confirm and tune conversation sets of a profile from its inventory.
 
 ``confirm`` draws the dev speakers on seeds of its own: a second, larger held-out sample used only
 to confirm a model comparison that dev already selected on (``benchmarks/compare_models.py``), never
-for tuning. It never touches the test speakers.
+for tuning. ``tune`` does the same on other seeds: more audio for picking pipeline thresholds
+(``flywheel tune --dev-set dev --dev-set tune``). Neither touches the test speakers.
 
 Writes ``<out>/<split>/<uri>.wav|.rttm|.uem`` and ``<out>/manifest.json`` (seeds, durations,
 speakers, overlap ratio, SNR per file, plus totals). Training conversations are not stored: the
@@ -27,9 +28,15 @@ from pipelines.inventory import Inventory
 from pipelines.simulate import AudioCache, SimulationConfig, simulate_conversation
 
 # Seed offsets keep dev, test and training conversations on disjoint seed ranges.
-SPLIT_SEED_OFFSET = {"train": 0, "dev": 10_000_000, "test": 20_000_000, "confirm": 30_000_000}
+SPLIT_SEED_OFFSET = {
+    "train": 0,
+    "dev": 10_000_000,
+    "test": 20_000_000,
+    "confirm": 30_000_000,
+    "tune": 40_000_000,
+}
 # The speaker split each stored set draws its voices from.
-SPEAKER_SPLIT = {"dev": "dev", "test": "test", "confirm": "dev"}
+SPEAKER_SPLIT = {"dev": "dev", "test": "test", "confirm": "dev", "tune": "dev"}
 
 
 def conversation_seed(base_seed: int, split: str, index: int) -> int:
@@ -94,7 +101,7 @@ def main(
     inventory_dir: Path = typer.Option(None, help="Inventory directory (default: data/inventory/<profile>)."),
     out_dir: Path = typer.Option(None, help="Output directory (default: data/conversations/<profile>)."),
 ) -> None:
-    """Simulate the fixed dev/test/confirm conversations of a profile."""
+    """Simulate the fixed dev/test/confirm/tune conversations of a profile."""
     inventory_dir = inventory_dir or Path("data/inventory") / profile
     out_dir = out_dir or Path("data/conversations") / profile
     manifest = build_conversations(profile, inventory_dir, out_dir)

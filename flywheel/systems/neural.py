@@ -55,8 +55,11 @@ class NeuralParams:
     min_duration_off: float = 0.0
     batch_size: int = 32
     max_speakers: int | None = None
-    # clusters with less than this share of the clustered speech join the nearest larger one
+    # clusters with less than this share of the clustered speech join the nearest larger one...
     min_cluster_share: float = 0.0
+    # ...unless they hold at least this much of it (seconds of solo speech behind their embeddings,
+    # summed over overlapping chunks): a long recording's many speakers each hold a small share
+    keep_cluster_s: float = float("inf")
     # k-means rounds after the agglomerative cut, in the recording-centred space (0: none)
     refine_iterations: int = 0
 
@@ -170,7 +173,9 @@ class NeuralDiarizer:
             return np.where(active, 0, -1).astype(np.int64), 1
         seconds = local.single_frames[good] * self.frame_s  # how much speech each embedding stands for
         if num_speakers is None:
-            labels = dissolve_small_clusters(emb[good], labels, seconds, p.min_cluster_share)
+            labels = dissolve_small_clusters(
+                emb[good], labels, seconds, p.min_cluster_share, p.keep_cluster_s
+            )
         if p.refine_iterations > 0 and labels.max() > 0:
             labels, centre = refine_centred(emb[good], labels, seconds, p.refine_iterations)
             emb = centre_embeddings(emb, centre)

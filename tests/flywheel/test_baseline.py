@@ -154,6 +154,8 @@ def test_tune_threshold_and_write_params(tmp_path: Path, two_speakers: tuple[np.
     assert [row["threshold"] for row in table] == [0.01, 0.3, 1.9]
     assert best == 0.3
     assert table[1]["der"] < table[2]["der"]
+    twice_best, twice = tune_threshold("baseline", [dev, dev], [0.01, 0.3, 1.9])  # several sets, one DER
+    assert twice_best == best and [r["der"] for r in twice] == pytest.approx([r["der"] for r in table])
 
     assert parse_thresholds("0.2:0.3:0.05") == [0.2, 0.25, 0.3]
     assert parse_thresholds("0.5, 0.1") == [0.1, 0.5]

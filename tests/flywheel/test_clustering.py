@@ -124,6 +124,11 @@ def test_clusters_with_too_little_speech_join_the_nearest_large_one() -> None:
     seconds[truth == 2] = 10.0
     assert np.unique(dissolve_small_clusters(x, labels, seconds, min_share=0.1)).size == 3
     assert np.array_equal(dissolve_small_clusters(x, labels, seconds, min_share=0.0), labels)
+    # a small share with a lot of speech stays a speaker (a long recording with many speakers)
+    seconds[:] = 1.0
+    seconds[truth == 2] = 4.0  # 8 of 48 s < 10 %
+    assert np.unique(dissolve_small_clusters(x, labels, seconds, min_share=0.2)).size == 2
+    assert np.unique(dissolve_small_clusters(x, labels, seconds, min_share=0.2, keep_weight=8.0)).size == 3
 
 
 def test_centred_refinement_fixes_a_wrong_cut_and_keeps_the_count() -> None:

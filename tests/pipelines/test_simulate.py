@@ -75,9 +75,10 @@ def test_overlap_statistics(inventory: Inventory, params: dict) -> None:
 
 
 def test_dev_and_test_sets_use_only_their_speakers(smoke_data: Path, inventory: Inventory) -> None:
-    """dev and test draw only their own speakers; confirm draws the dev speakers on seeds of its own."""
+    """dev and test draw only their own speakers; confirm and tune draw the dev speakers on seeds of
+    their own."""
     manifest = json.loads((smoke_data / "conversations" / "smoke" / "manifest.json").read_text())
-    for split, speaker_split in (("dev", "dev"), ("test", "test"), ("confirm", "dev")):
+    for split, speaker_split in (("dev", "dev"), ("test", "test"), ("confirm", "dev"), ("tune", "dev")):
         for spk in manifest["splits"][split]["speakers"]:
             assert inventory.speakers[spk].split == speaker_split
         for item in iter_test_set(smoke_data / "conversations" / "smoke" / split):
@@ -85,7 +86,7 @@ def test_dev_and_test_sets_use_only_their_speakers(smoke_data: Path, inventory: 
                 item.uem.extent().end, abs=0.01
             )
     seeds = {split: {f["seed"] for f in info["files"]} for split, info in manifest["splits"].items()}
-    assert not seeds["confirm"] & seeds["dev"]
+    assert not seeds["confirm"] & seeds["dev"] and not seeds["tune"] & (seeds["dev"] | seeds["confirm"])
 
 
 def test_formant_warped_voices_are_new_speakers_on_the_same_timeline(
