@@ -85,13 +85,13 @@ def add_recording(
         return
     emb = unit_rows(embeddings - embeddings.mean(axis=0))  # recording mean removed, as served
     which = np.digitize(seconds, edges) - 1
-    sims = emb @ emb.T
     upper = np.triu_indices(len(truth), 1)
+    sims = (emb @ emb.T)[upper]
     same = truth[upper[0]] == truth[upper[1]]
     for b, stats in enumerate(bins):
         pair = (which[upper[0]] == b) & (which[upper[1]] == b)
-        stats.same.append(sims[upper][pair & same])
-        stats.different.append(sims[upper][pair & ~same])
+        stats.same.append(sims[pair & same])
+        stats.different.append(sims[pair & ~same])
     for i in range(len(truth)):
         if not 0 <= which[i] < len(bins):
             continue
