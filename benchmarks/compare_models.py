@@ -9,6 +9,7 @@ scatter plot.
 
 Usage: ``python benchmarks/compare_models.py --model-b CANDIDATE.onnx [--threshold-b 0.525]
 [--step-b 2.5] [--model-a models/release/fast-cnn.onnx] [--eval-set data/conversations/full/dev]``
+(one model, two pipelines: ``--model-b models/release/fast-cnn.onnx --stitching-a hard``).
 (``--eval-set data/conversations/full/confirm``: 200 more conversations of the dev speakers, to
 confirm a candidate that dev selected).
 """
@@ -39,6 +40,8 @@ def main(
     threshold_b: float = typer.Option(None, help="Clustering threshold for B (default: params.yaml)."),
     step_a: float = typer.Option(None, help="Chunk step in seconds for A (default: params.yaml)."),
     step_b: float = typer.Option(None, help="Chunk step for B (default: params.yaml; 2.5 for 10 s chunks)."),
+    stitching_a: str = typer.Option(None, help="Stitching for A: soft | hard (default: params.yaml)."),
+    stitching_b: str = typer.Option(None, help="Stitching for B: soft | hard (default: params.yaml)."),
     eval_set: Path = typer.Option(Path("data/conversations/full/dev"), help="Folder of wav + rttm (+ uem)."),
     samples: int = typer.Option(2000, min=100, help="Bootstrap resamples."),
     confidence: float = typer.Option(0.95, min=0.5, max=0.999, help="Width of the interval."),
@@ -48,8 +51,12 @@ def main(
     from experiments.plots import paired_der_chart
     from flywheel.systems.onnx_system import OnnxSystem
 
-    system_a = OnnxSystem(system_name, model_path=model_a, threshold=threshold_a, step_s=step_a)
-    system_b = OnnxSystem(system_name, model_path=model_b, threshold=threshold_b, step_s=step_b)
+    system_a = OnnxSystem(
+        system_name, model_path=model_a, threshold=threshold_a, step_s=step_a, stitching=stitching_a
+    )
+    system_b = OnnxSystem(
+        system_name, model_path=model_b, threshold=threshold_b, step_s=step_b, stitching=stitching_b
+    )
     items = list(iter_test_set(eval_set))
     if not items:
         raise typer.BadParameter(f"no wav + rttm pairs in {eval_set}", param_hint="--eval-set")
@@ -79,6 +86,8 @@ def main(
         "threshold_b": system_b.params.threshold,
         "step_a": system_a.params.step_s,
         "step_b": system_b.params.step_s,
+        "stitching_a": system_a.params.stitching,
+        "stitching_b": system_b.params.stitching,
         "difference": {**vars(diff), "delta": diff.delta, "verdict": diff.verdict(), "samples": samples},
         "files": files,
     }
@@ -87,8 +96,8 @@ def main(
         [f["der_a"] for f in files],
         [f["der_b"] for f in files],
         out_dir / "per_file.png",
-        label_a=system_a.model_path.name,
-        label_b=system_b.model_path.name,
+        label_a=f"{system_a.model_path.name} ({system_a.params.stitching})",
+        label_b=f"{system_b.model_path.name} ({system_b.params.stitching})",
     )
     typer.echo(f"wrote {out_dir / 'compare.json'} and {chart}")
 

@@ -1,9 +1,9 @@
 """From per-chunk local speakers to one recording-level annotation.
 
 Chunks overlap; each local speaker of each chunk has been mapped to a global speaker. Per global
-frame, activity scores are averaged over the chunks covering it (chunk centres weigh more than edges),
-the number of simultaneous speakers is estimated the same way, and the top-``count`` speakers are kept,
-so overlapped speech survives stitching.
+frame, activity scores (0/1 decisions or activity probabilities) are averaged over the chunks
+covering it (chunk centres weigh more than edges), the number of simultaneous speakers is estimated
+the same way, and the top-``count`` speakers are kept, so overlapped speech survives stitching.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def aggregate(
     """Average chunk activity into global frames.
 
     Args:
-        activity: ``(C, T, S)`` 0/1 local activity of each chunk.
+        activity: ``(C, T, S)`` local activity of each chunk: 0/1 or probabilities in [0, 1].
         assignment: ``(C, S)`` global speaker of each local slot (``-1``: unused slot).
         chunk_starts: ``(C,)`` first global frame of each chunk.
         num_global_frames: frames of the whole recording.

@@ -8,7 +8,10 @@
    share: room, channel, noise);
 3. every active local speaker is assigned to a global speaker, at most one slot per speaker per chunk
    (Hungarian assignment on cosine similarity to the cluster centroids);
-4. stitching (``flywheel.stitching``) averages overlapping chunks and keeps overlap.
+4. stitching (``flywheel.stitching``) averages overlapping chunks and keeps overlap: per frame, the
+   local speakers' activity probabilities (the powerset marginals, ``stitching: soft``) or their 0/1
+   decisions (``hard``) are averaged into a score per global speaker and a speaker count, and the
+   ``count`` best-scoring speakers are kept.
 
 Memory is bounded: per chunk only 0/1 activity and 3 embeddings are kept, and clustering reduces
 very many embeddings first (``flywheel.clustering``).
@@ -41,6 +44,7 @@ Backend = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 POWERSET = np.array(
     [[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1]], dtype=np.uint8
 )
+STITCHING_MODES = ("soft", "hard")
 
 
 @dataclass
@@ -62,6 +66,12 @@ class NeuralParams:
     keep_cluster_s: float = float("inf")
     # k-means rounds after the agglomerative cut, in the recording-centred space (0: none)
     refine_iterations: int = 0
+    # what overlapping chunks average: "soft" activity probabilities or "hard" 0/1 decisions
+    stitching: str = "soft"
+
+    def __post_init__(self) -> None:
+        if self.stitching not in STITCHING_MODES:
+            raise ValueError(f"stitching must be one of {STITCHING_MODES}, got {self.stitching!r}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NeuralParams:
@@ -79,6 +89,8 @@ class LocalResults:
     chunk_frames: np.ndarray  # (C,) first global frame of each chunk
     num_frames: int
     duration: float
+    # (C, T, 3) float16 probability that each local speaker is active (None: stitch the 0/1 activity)
+    probabilities: np.ndarray | None = None
 
 
 class NeuralDiarizer:
@@ -119,12 +131,13 @@ class NeuralDiarizer:
         n_chunk = int(round(self.chunk_s * SAMPLE_RATE))
         duration = len(waveform) / SAMPLE_RATE
         starts = self.chunk_starts(len(waveform))
-        activities, embeddings = [], []
+        activities, probabilities, embeddings = [], [], []
         for b0 in range(0, len(starts), self.params.batch_size):
             batch = starts[b0 : b0 + self.params.batch_size]
             feats = model_inputs(waveform, batch, n_chunk, self.features)  # zeros past the end
             logprobs, emb = self.backend(feats)
             activities.append(POWERSET[logprobs.argmax(axis=-1)])
+            probabilities.append(speaker_probabilities(logprobs).astype(np.float16))
             embeddings.append(emb)
         activity = np.concatenate(activities)
         powerset_single = activity.sum(axis=2, keepdims=True) == 1
@@ -137,6 +150,7 @@ class NeuralDiarizer:
             chunk_frames=np.round(starts / frame_samples).astype(np.int64),
             num_frames=int(np.ceil(len(waveform) / frame_samples)),
             duration=duration,
+            probabilities=np.concatenate(probabilities),
         )
 
     # -- 2.-4. clustering, assignment, stitching ----------------------------------------------
@@ -200,7 +214,9 @@ class NeuralDiarizer:
         global speaker of every local slot (``(C, 3)``, ``-1``: unused; e.g. from :meth:`assign`)."""
         if k == 0:
             return Annotation(uri=uri)
-        scores, count = aggregate(local.activity, assignment, local.chunk_frames, local.num_frames, k)
+        soft = self.params.stitching == "soft" and local.probabilities is not None
+        activity = local.probabilities.astype(np.float32) if soft else local.activity
+        scores, count = aggregate(activity, assignment, local.chunk_frames, local.num_frames, k)
         binary = binarize(scores, count)
         return to_annotation(
             binary,
@@ -217,6 +233,14 @@ class NeuralDiarizer:
         """Who spoke when in ``waveform`` (16 kHz mono float32), overlap included; ``num_speakers``:
         the number of speakers when known (default: estimated)."""
         return self.cluster(self.prepare(waveform), uri=uri, num_speakers=num_speakers)
+
+
+def speaker_probabilities(logprobs: np.ndarray) -> np.ndarray:
+    """``(..., 7)`` powerset log-probabilities -> ``(..., 3)`` probability that each local speaker is
+    active (the sum of the probabilities of the powerset classes that contain it)."""
+    p = np.exp(logprobs - logprobs.max(axis=-1, keepdims=True))
+    p /= p.sum(axis=-1, keepdims=True)
+    return p @ POWERSET.astype(p.dtype)
 
 
 def assign_to_centroids(embeddings: np.ndarray, active: np.ndarray, centroids: np.ndarray) -> np.ndarray:

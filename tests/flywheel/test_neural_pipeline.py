@@ -9,7 +9,13 @@ from flywheel.audio import SAMPLE_RATE
 from flywheel.metrics import der_breakdown
 from flywheel.segments import annotation_from_turns
 from flywheel.stitching import binarize, to_annotation
-from flywheel.systems.neural import POWERSET, NeuralDiarizer, NeuralParams
+from flywheel.systems.neural import (
+    POWERSET,
+    LocalResults,
+    NeuralDiarizer,
+    NeuralParams,
+    speaker_probabilities,
+)
 
 FRAME_S = 0.04
 CHUNK_S = 5.0
@@ -73,8 +79,9 @@ def test_a_clip_of_two_steps_takes_no_sliver_chunk() -> None:
     [
         NeuralParams(step_s=2.5, threshold=0.5),
         NeuralParams(step_s=1.25, threshold=0.5, min_cluster_share=0.05, refine_iterations=5),
+        NeuralParams(step_s=2.5, threshold=0.5, stitching="hard"),
     ],
-    ids=["plain", "refined"],
+    ids=["plain", "refined", "hard-stitching"],
 )
 def test_recovers_two_speakers_with_overlap(params: NeuralParams) -> None:
     d = make(params)
@@ -115,3 +122,44 @@ def test_powerset_table_matches_training() -> None:
 
     for c, active in enumerate(CLASSES):
         assert set(np.flatnonzero(POWERSET[c])) == set(active)
+
+
+def test_speaker_probabilities_sum_the_powerset_classes_of_each_slot() -> None:
+    p = np.array([0.1, 0.2, 0.05, 0.05, 0.3, 0.2, 0.1])  # classes: {}, 0, 1, 2, 01, 02, 12
+    probs = speaker_probabilities(np.log(p)[None, None, :])[0, 0]
+    assert probs == pytest.approx([0.2 + 0.3 + 0.2, 0.05 + 0.3 + 0.1, 0.05 + 0.2 + 0.1])
+
+
+def test_soft_stitching_keeps_the_more_confident_of_two_disagreeing_chunks() -> None:
+    # frames 0-9: chunk 0 hears global speaker 0 at 0.6, chunk 1 hears global speaker 1 at 0.9, one at
+    # a time; frames 10-19: chunk 2 hears speaker 0 alone. The 0/1 decisions tie in frames 0-9 (the
+    # tie goes to speaker 0, the first column: one speaker throughout); the probabilities do not.
+    frames = 10
+    activity = np.zeros((3, frames, 3), dtype=np.uint8)
+    activity[:, :, 0] = 1
+    probabilities = np.zeros((3, frames, 3), dtype=np.float16)
+    probabilities[:, :, 0] = [[0.6], [0.9], [1.0]]
+    local = LocalResults(
+        activity=activity,
+        embeddings=np.zeros((3, 3, 4), dtype=np.float32),
+        single_frames=activity.sum(axis=1),
+        chunk_frames=np.array([0, 0, frames]),
+        num_frames=2 * frames,
+        duration=2 * frames * FRAME_S,
+        probabilities=probabilities,
+    )
+    assignment = np.array([[0, -1, -1], [1, -1, -1], [0, -1, -1]])
+    soft = make(NeuralParams(stitching="soft")).stitch(local, assignment, 2, uri="x")
+    hard = make(NeuralParams(stitching="hard")).stitch(local, assignment, 2, uri="x")
+    half = frames * FRAME_S
+    assert [(round(s.start, 2), round(s.end, 2), lab) for s, _, lab in soft.itertracks(yield_label=True)] == [
+        (0.0, round(half, 2), "SPEAKER_00"),
+        (round(half, 2), round(2 * half, 2), "SPEAKER_01"),
+    ]
+    assert soft.get_overlap().duration() == 0.0
+    assert hard.labels() == ["SPEAKER_00"]
+
+
+def test_unknown_stitching_is_refused() -> None:
+    with pytest.raises(ValueError, match="stitching"):
+        NeuralParams(stitching="mean")
