@@ -60,3 +60,16 @@ def time_calls(fn: Callable[[], Any], runs: int, warmup: int) -> dict[str, float
         "mean_ms": float(ms.mean()),
         "max_ms": float(ms.max()),
     }
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MB (``VmHWM``), or ``nan`` where ``/proc`` is missing.
+
+    Not ``getrusage(RUSAGE_SELF).ru_maxrss``: Linux carries that across ``fork`` + ``exec``, so a fresh
+    subprocess of a large benchmark process would report its parent's size.
+    """
+    with contextlib.suppress(OSError), open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    return float("nan")

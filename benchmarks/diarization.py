@@ -77,9 +77,9 @@ def long_file(minutes: float, test_set: Path, out: Path) -> Path:
 def long_run(system_name: str, path: Path) -> dict[str, Any]:
     """Diarize ``path`` in a fresh pinned process; returns wall time, RTF and peak RSS."""
     code = f"""
-import json, resource, sys, time
+import json, sys, time
 sys.path.insert(0, {str(REPO)!r})
-from benchmarks.common import pin_threads
+from benchmarks.common import peak_rss_mb, pin_threads
 pin_threads(0)
 from flywheel.audio import load_audio
 from flywheel.systems import get_system
@@ -90,7 +90,7 @@ annotation = system.diarize(waveform, uri="long")
 elapsed = time.perf_counter() - t0
 print(json.dumps({{"seconds": elapsed, "audio_seconds": len(waveform) / 16000,
                   "speakers": len(annotation.labels()),
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+                  "peak_rss_mb": peak_rss_mb()}}))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
