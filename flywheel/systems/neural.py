@@ -13,8 +13,8 @@
    decisions (``hard``) are averaged into a score per global speaker and a speaker count, and the
    ``count`` best-scoring speakers are kept.
 
-Memory is bounded: per chunk only 0/1 activity and 3 embeddings are kept, and clustering reduces
-very many embeddings first (``flywheel.clustering``).
+Memory is bounded: per chunk only the 0/1 activity, the activity probabilities (float16) and 3
+embeddings are kept, and clustering reduces very many embeddings first (``flywheel.clustering``).
 """
 
 from __future__ import annotations
