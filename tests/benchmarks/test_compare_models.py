@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from benchmarks.compare_models import main
 from flywheel.systems.onnx_system import release_model_path
 
 
-def test_a_model_against_itself_is_a_draw(smoke_data: Path, tmp_path: Path) -> None:
+def compare(smoke_data: Path, out_dir: Path, stitching_a: str | None, stitching_b: str | None) -> dict:
     release = release_model_path("fast-cnn")
     main(
         model_b=release,
@@ -19,15 +21,33 @@ def test_a_model_against_itself_is_a_draw(smoke_data: Path, tmp_path: Path) -> N
         threshold_b=None,
         step_a=None,
         step_b=None,
+        stitching_a=stitching_a,
+        stitching_b=stitching_b,
         eval_set=smoke_data / "conversations" / "smoke" / "dev",
         samples=200,
         confidence=0.95,
-        out_dir=tmp_path,
+        out_dir=out_dir,
     )
-    report = json.loads((tmp_path / "compare.json").read_text())
+    return json.loads((out_dir / "compare.json").read_text())
+
+
+def test_a_model_against_itself_is_a_draw(smoke_data: Path, tmp_path: Path) -> None:
+    report = compare(smoke_data, tmp_path, None, None)
+    assert report["stitching_a"] == report["stitching_b"] == "soft"  # params.yaml
     assert len(report["files"]) == 2
     assert all(f["der_a"] == f["der_b"] for f in report["files"])
     diff = report["difference"]
     assert diff["delta"] == 0.0 and diff["low"] == 0.0 and diff["high"] == 0.0
     assert diff["verdict"] == "no significant difference"
     assert (tmp_path / "per_file.png").stat().st_size > 0
+
+
+def test_one_model_with_two_stitchings_is_reported_as_such(smoke_data: Path, tmp_path: Path) -> None:
+    report = compare(smoke_data, tmp_path, "hard", "soft")
+    assert (report["stitching_a"], report["stitching_b"]) == ("hard", "soft")
+    assert report["model_a"] == report["model_b"] and len(report["files"]) == 2
+
+
+def test_an_unknown_stitching_is_refused(smoke_data: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="stitching"):
+        compare(smoke_data, tmp_path, "hard", "average")
