@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+import typer
 
 
 def pin_threads(cpu: int | None = 0) -> None:
@@ -73,3 +75,35 @@ def peak_rss_mb() -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024  # kB
     return float("nan")
+
+
+def parse_overrides(spec: str) -> dict[str, str]:
+    """``"step_s=2.5, stitching=hard"`` -> ``{"step_s": "2.5", "stitching": "hard"}`` (typed later, by
+    :func:`override_params`). Raises ``typer.BadParameter`` on a part without ``=value``."""
+    out: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        key, _, value = part.partition("=")
+        if not value.strip():
+            raise typer.BadParameter(f"expected key=value, got {part!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def override_params(params: Any, overrides: Mapping[str, str]) -> Any:
+    """A copy of the dataclass ``params`` (e.g. ``NeuralParams``) with ``overrides`` applied, each value
+    cast to the type of the field's current value (a field that is ``None`` takes a number); the
+    dataclass's own checks run again. Raises ``typer.BadParameter`` for an unknown field."""
+    names = {f.name for f in dataclasses.fields(params)}
+    typed: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key not in names:
+            known = ", ".join(sorted(names))
+            raise typer.BadParameter(f"unknown pipeline parameter {key!r} (known: {known})")
+        current = getattr(params, key)
+        if current is None:
+            typed[key] = float(value) if "." in value or "e" in value.lower() else int(value)
+        elif isinstance(current, bool):
+            typed[key] = value.lower() in ("1", "true", "yes")
+        else:
+            typed[key] = type(current)(value)
+    return dataclasses.replace(params, **typed)

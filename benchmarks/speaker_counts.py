@@ -21,23 +21,13 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.common import override_params, parse_overrides
 from flywheel.config import REPO_ROOT, load_params
 from flywheel.metrics import aggregate, der_breakdown
 from pipelines.inventory import Inventory
 from pipelines.simulate import AudioCache, SimulationConfig, simulate_conversation
 
 SEED = 555_000  # far from the dev/test/train conversation seeds
-
-
-def parse_overrides(spec: str) -> dict[str, float]:
-    """``"a=1,b=0.5"`` -> ``{"a": 1.0, "b": 0.5}`` (numbers only)."""
-    out: dict[str, float] = {}
-    for part in filter(None, (p.strip() for p in spec.split(","))):
-        key, _, value = part.partition("=")
-        if not value:
-            raise typer.BadParameter(f"expected key=value, got {part!r}")
-        out[key.strip()] = float(value)
-    return out
 
 
 def main(
@@ -57,11 +47,8 @@ def main(
     params = load_params()
     inventory = Inventory.load(inventory_dir)
     base = SimulationConfig.from_params(params["simulation"], duration_s=(30, 120))
-    overrides = parse_overrides(compare)
     systems = {"configured": OnnxSystem(system_name), "compared": OnnxSystem(system_name)}
-    for key, value in overrides.items():
-        current = getattr(systems["compared"].params, key)
-        setattr(systems["compared"].params, key, type(current)(value) if current is not None else value)
+    systems["compared"].params = override_params(systems["compared"].params, parse_overrides(compare))
     audio = AudioCache(inventory)
     typer.echo(f"{system_name}: configured vs {compare}")
     for label, counts in (("1 speaker", (1, 1)), ("5-6 speakers", (5, 6))):

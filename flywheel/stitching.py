@@ -4,12 +4,14 @@ Chunks overlap; each local speaker of each chunk has been mapped to a global spe
 frame, activity scores (0/1 decisions or activity probabilities) are averaged over the chunks
 covering it (chunk centres weigh more than edges), the number of simultaneous speakers is estimated
 the same way, and the top-``count`` speakers are kept, so overlapped speech survives stitching.
+Optionally both are smoothed over a few frames first, so single-frame flickers do not become turns.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from pyannote.core import Annotation, Segment
+from scipy.ndimage import uniform_filter1d
 
 
 def chunk_weights(num_frames: int) -> np.ndarray:
@@ -55,6 +57,22 @@ def aggregate(
                 scores[f0:f1, g] += w * activity[c, :n, s]
     coverage = np.maximum(coverage, 1e-6)
     return scores / coverage[:, None], count / coverage
+
+
+def smooth(
+    scores: np.ndarray, count: np.ndarray, window_s: float, frame_s: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Moving average of the ``(F, G)`` speaker scores and the ``(F,)`` speaker count over a centred
+    window of ``window_s`` seconds (rounded down to an odd number of frames; under 3 frames: unchanged).
+    Edges repeat the first / last frame."""
+    frames = int(round(window_s / frame_s))
+    frames -= 1 - frames % 2  # odd, so the window is centred
+    if frames < 3:
+        return scores, count
+    return (
+        uniform_filter1d(scores, frames, axis=0, mode="nearest"),
+        uniform_filter1d(count, frames, mode="nearest"),
+    )
 
 
 def binarize(scores: np.ndarray, count: np.ndarray) -> np.ndarray:

@@ -10,8 +10,9 @@
    (Hungarian assignment on cosine similarity to the cluster centroids);
 4. stitching (``flywheel.stitching``) averages overlapping chunks and keeps overlap: per frame, the
    local speakers' activity probabilities (the powerset marginals, ``stitching: soft``) or their 0/1
-   decisions (``hard``) are averaged into a score per global speaker and a speaker count, and the
-   ``count`` best-scoring speakers are kept.
+   decisions (``hard``) are averaged into a score per global speaker and a speaker count, both are
+   smoothed over ``smoothing_s``, and the ``count`` best-scoring speakers are kept; turns and gaps
+   shorter than ``min_duration_on`` / ``min_duration_off`` are dropped / filled.
 
 Memory is bounded: per chunk only the 0/1 activity, the activity probabilities (float16) and 3
 embeddings are kept, and clustering reduces very many embeddings first (``flywheel.clustering``).
@@ -36,7 +37,7 @@ from flywheel.clustering import (
     unit_rows,
 )
 from flywheel.features import FeatureConfig, limit_blas_threads, model_inputs
-from flywheel.stitching import aggregate, binarize, to_annotation
+from flywheel.stitching import aggregate, binarize, smooth, to_annotation
 
 # features (B, n_mels, T) -> (log-probs (B, T', 7), embeddings (B, 3, D))
 Backend = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -68,6 +69,8 @@ class NeuralParams:
     refine_iterations: int = 0
     # what overlapping chunks average: "soft" activity probabilities or "hard" 0/1 decisions
     stitching: str = "soft"
+    # moving average over the stitched scores and speaker count, seconds (odd frames; 0: none)
+    smoothing_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.stitching not in STITCHING_MODES:
@@ -217,6 +220,7 @@ class NeuralDiarizer:
         soft = self.params.stitching == "soft" and local.probabilities is not None
         activity = local.probabilities.astype(np.float32) if soft else local.activity
         scores, count = aggregate(activity, assignment, local.chunk_frames, local.num_frames, k)
+        scores, count = smooth(scores, count, self.params.smoothing_s, self.frame_s)
         binary = binarize(scores, count)
         return to_annotation(
             binary,

@@ -8,7 +8,7 @@ import pytest
 from flywheel.audio import SAMPLE_RATE
 from flywheel.metrics import der_breakdown
 from flywheel.segments import annotation_from_turns
-from flywheel.stitching import binarize, to_annotation
+from flywheel.stitching import binarize, smooth, to_annotation
 from flywheel.systems.neural import (
     POWERSET,
     LocalResults,
@@ -163,3 +163,24 @@ def test_soft_stitching_keeps_the_more_confident_of_two_disagreeing_chunks() -> 
 def test_unknown_stitching_is_refused() -> None:
     with pytest.raises(ValueError, match="stitching"):
         NeuralParams(stitching="mean")
+
+
+def test_smoothing_removes_a_one_frame_flicker_and_keeps_a_turn() -> None:
+    scores = np.zeros((20, 2), dtype=np.float32)
+    scores[:, 0] = 1.0
+    scores[10, 0], scores[10, 1] = 0.0, 1.0  # one frame of speaker 1 inside speaker 0's turn
+    count = np.ones(20, dtype=np.float32)
+    smoothed, smoothed_count = smooth(scores, count, window_s=0.12, frame_s=FRAME_S)  # 3 frames
+    binary = binarize(smoothed, smoothed_count)
+    assert binary[:, 0].all() and not binary[:, 1].any()
+    assert smoothed_count == pytest.approx(count)
+    same, _ = smooth(scores, count, window_s=0.06, frame_s=FRAME_S)  # under 3 frames: unchanged
+    assert same is scores
+
+
+def test_smoothing_windows_are_odd_and_centred() -> None:
+    scores = np.zeros((9, 1), dtype=np.float32)
+    scores[4] = 1.0
+    for window_s in (0.2, 0.24):  # 5 and 6 frames -> both 5
+        out, _ = smooth(scores, np.zeros(9, dtype=np.float32), window_s, FRAME_S)
+        assert out[:, 0] == pytest.approx([0, 0, 0.2, 0.2, 0.2, 0.2, 0.2, 0, 0])
