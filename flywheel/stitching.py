@@ -2,8 +2,9 @@
 
 Chunks overlap; each local speaker of each chunk has been mapped to a global speaker. Per global
 frame, activity scores (0/1 decisions or activity probabilities) are averaged over the chunks
-covering it (chunk centres weigh more than edges), the number of simultaneous speakers is estimated
-the same way, and the top-``count`` speakers are kept, so overlapped speech survives stitching.
+covering it (all frames alike, or chunk centres weighing more than edges), the number of
+simultaneous speakers is estimated the same way, and the top-``count`` speakers are kept, so
+overlapped speech survives stitching.
 Optionally both are smoothed over a few frames first, so single-frame flickers do not become turns.
 """
 
@@ -13,10 +14,17 @@ import numpy as np
 from pyannote.core import Annotation, Segment
 from scipy.ndimage import uniform_filter1d
 
+CHUNK_WEIGHTINGS = ("uniform", "hann")
 
-def chunk_weights(num_frames: int) -> np.ndarray:
-    """Hamming-like weights: frames near a chunk's centre are more reliable than its edges."""
-    return (0.1 + np.hanning(num_frames + 2)[1:-1]).astype(np.float32)
+
+def chunk_weights(num_frames: int, weighting: str = "uniform") -> np.ndarray:
+    """How much each frame of a chunk counts when overlapping chunks are averaged: ``"uniform"`` (all
+    alike) or ``"hann"`` (Hann-like, frames near a chunk's centre count more than its edges)."""
+    if weighting == "uniform":
+        return np.ones(num_frames, dtype=np.float32)
+    if weighting == "hann":
+        return (0.1 + np.hanning(num_frames + 2)[1:-1]).astype(np.float32)
+    raise ValueError(f"chunk weighting must be one of {CHUNK_WEIGHTINGS}, got {weighting!r}")
 
 
 def aggregate(
@@ -25,6 +33,7 @@ def aggregate(
     chunk_starts: np.ndarray,
     num_global_frames: int,
     num_speakers: int,
+    weighting: str = "uniform",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Average chunk activity into global frames.
 
@@ -34,11 +43,12 @@ def aggregate(
         chunk_starts: ``(C,)`` first global frame of each chunk.
         num_global_frames: frames of the whole recording.
         num_speakers: number of global speakers.
+        weighting: how the frames of a chunk count (:func:`chunk_weights`).
     Returns:
         ``(F, G)`` averaged speaker scores in [0, 1] and ``(F,)`` averaged speaker count.
     """
     c_count, t_frames, s_slots = activity.shape
-    weights = chunk_weights(t_frames)
+    weights = chunk_weights(t_frames, weighting)
     scores = np.zeros((num_global_frames, max(num_speakers, 1)), dtype=np.float32)
     count = np.zeros(num_global_frames, dtype=np.float32)
     coverage = np.zeros(num_global_frames, dtype=np.float32)

@@ -37,7 +37,7 @@ from flywheel.clustering import (
     unit_rows,
 )
 from flywheel.features import FeatureConfig, limit_blas_threads, model_inputs
-from flywheel.stitching import aggregate, binarize, smooth, to_annotation
+from flywheel.stitching import CHUNK_WEIGHTINGS, aggregate, binarize, smooth, to_annotation
 
 # features (B, n_mels, T) -> (log-probs (B, T', 7), embeddings (B, 3, D))
 Backend = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -69,12 +69,18 @@ class NeuralParams:
     refine_iterations: int = 0
     # what overlapping chunks average: "soft" activity probabilities or "hard" 0/1 decisions
     stitching: str = "soft"
+    # how a chunk's frames count in that average: "uniform" or "hann" (centre over edges)
+    chunk_weighting: str = "uniform"
     # moving average over the stitched scores and speaker count, seconds (odd frames; 0: none)
     smoothing_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.stitching not in STITCHING_MODES:
             raise ValueError(f"stitching must be one of {STITCHING_MODES}, got {self.stitching!r}")
+        if self.chunk_weighting not in CHUNK_WEIGHTINGS:
+            raise ValueError(
+                f"chunk_weighting must be one of {CHUNK_WEIGHTINGS}, got {self.chunk_weighting!r}"
+            )
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NeuralParams:
@@ -219,7 +225,9 @@ class NeuralDiarizer:
             return Annotation(uri=uri)
         soft = self.params.stitching == "soft" and local.probabilities is not None
         activity = local.probabilities.astype(np.float32) if soft else local.activity
-        scores, count = aggregate(activity, assignment, local.chunk_frames, local.num_frames, k)
+        scores, count = aggregate(
+            activity, assignment, local.chunk_frames, local.num_frames, k, self.params.chunk_weighting
+        )
         scores, count = smooth(scores, count, self.params.smoothing_s, self.frame_s)
         binary = binarize(scores, count)
         return to_annotation(
