@@ -84,10 +84,13 @@ def _open(source: AudioSource) -> sf.SoundFile:
 def to_mono(samples: np.ndarray) -> np.ndarray:
     """Average channels: (time, channels) or (time,) -> (time,).
 
-    Channel by channel: ``mean(axis=1)`` over a narrow last axis costs 0.5 s on an hour of audio.
+    Channel by channel: ``mean(axis=1)`` over a narrow last axis costs 0.5 s on an hour of audio; one
+    channel is returned as a view, not copied (0.6 s and 230 MB on an hour of audio).
     """
     if samples.ndim != 2:
         return samples
+    if samples.shape[1] == 1:
+        return samples[:, 0]
     mono = samples[:, 0].copy()
     for c in range(1, samples.shape[1]):
         mono += samples[:, c]

@@ -18,6 +18,7 @@ from flywheel.audio import (
     TooShortError,
     UnsupportedFormatError,
     load_audio,
+    to_mono,
 )
 
 
@@ -49,6 +50,13 @@ def test_stereo_is_averaged_to_mono() -> None:
     out = load_audio(encode(stereo, 16000, subtype="FLOAT"))
     assert out.shape == (16000,)
     assert np.allclose(out, 0.25, atol=1e-4)
+
+
+def test_one_channel_becomes_mono_without_a_copy() -> None:
+    one = np.arange(8, dtype=np.float32)[:, None]
+    out = to_mono(one)
+    assert out.shape == (8,) and out.flags.c_contiguous and np.shares_memory(out, one)
+    assert out.tolist() == list(range(8))
 
 
 def test_path_input(tmp_path) -> None:
