@@ -85,6 +85,11 @@ def score_thresholds(
     return table
 
 
+def dev_folders(dev: str | Path | Sequence[str | Path]) -> list[Path]:
+    """One dev folder or several -> the list of folders."""
+    return [Path(dev)] if isinstance(dev, (str, Path)) else [Path(d) for d in dev]
+
+
 def tune_threshold(
     system_name: str,
     dev_dir: str | Path | Sequence[str | Path],
@@ -101,10 +106,9 @@ def tune_threshold(
 
     options = dict(system_options or {})
     system = get_system(system_name, **options)
-    folders = [dev_dir] if isinstance(dev_dir, (str, Path)) else list(dev_dir)
     table = score_thresholds(
         system,
-        [item for folder in folders for item in iter_test_set(folder)],
+        [item for folder in dev_folders(dev_dir) for item in iter_test_set(folder)],
         thresholds,
         collar,
         rebuild=lambda t: get_system(system_name, **{**options, "threshold": t}),
@@ -202,7 +206,7 @@ def main(
     """Pick the clustering threshold with the lowest total DER on a dev set."""
     grid = parse_thresholds(thresholds)
     options = {k: v for k, v in {"model_path": model_path, "step_s": step}.items() if v is not None} or None
-    dev_sets = [dev_set] if isinstance(dev_set, (str, Path)) else list(dev_set)
+    dev_sets = dev_folders(dev_set)
     best, table = tune_threshold(system, dev_sets, grid, collar=collar, system_options=options)
     typer.echo(f"{'threshold':>9}  {'DER':>6}  {'miss':>6}  {'FA':>6}  {'conf':>6}")
     for row in table:
