@@ -71,11 +71,15 @@ def main(
     items = list(iter_test_set(eval_set))
     if not items:
         raise typer.BadParameter(f"no wav + rttm pairs in {eval_set}", param_hint="--eval-set")
+    # one model at one step under two pipelines: its outputs are computed once per file
+    shared = (system_a.model_path, system_a.params.step_s) == (system_b.model_path, system_b.params.step_s)
     rows_a, rows_b, files = [], [], []
     for item in tqdm(items, desc="compare", unit="file"):
         waveform = load_audio(item.audio_path)
-        hyp_a = system_a.diarize(waveform, uri=item.uri)
-        hyp_b = system_b.diarize(waveform, uri=item.uri)
+        local_a = system_a.prepare(waveform)
+        local_b = local_a if shared else system_b.prepare(waveform)
+        hyp_a = system_a.cluster(local_a, uri=item.uri)
+        hyp_b = system_b.cluster(local_b, uri=item.uri)
         score_a = der_breakdown(item.reference, hyp_a, item.uem)
         score_b = der_breakdown(item.reference, hyp_b, item.uem)
         rows_a.append(score_a)
