@@ -38,6 +38,17 @@ from serving.db.models import Prediction
 
 log = logging.getLogger(__name__)
 _Item = tuple["PredictionRecord", "np.ndarray | None"]
+SPOOL_SUFFIX = ".jsonl"
+REPLAY_SUFFIX = ".replay"  # <host>-<pid>.jsonl.replay: a spool moved aside while it is replayed
+
+
+def spool_owner(path: Path) -> tuple[str, int] | None:
+    """``(host, pid)`` of a spool file (``<host>-<pid>.jsonl``, or the same plus ``.replay``)."""
+    stem = path.name.removesuffix(REPLAY_SUFFIX)
+    if not stem.endswith(SPOOL_SUFFIX):
+        return None
+    host, _, pid = stem.removesuffix(SPOOL_SUFFIX).rpartition("-")
+    return (host, int(pid)) if host and pid.isdigit() else None
 
 
 @dataclass
@@ -96,13 +107,18 @@ def _insert_ignoring_duplicates(engine: Engine, table: Table, rows: list[dict[st
         conn.execute(stmt, rows)
 
 
+def _replay_order(path: Path) -> tuple[str, bool]:
+    """Sort key: by owner, a file being replayed before the live spool it was moved from."""
+    return path.name.removesuffix(REPLAY_SUFFIX), not path.name.endswith(REPLAY_SUFFIX)
+
+
 class Spool:
     """Append-only JSONL files of records that could not be written yet (one file per process)."""
 
     def __init__(self, directory: str | Path):
         self.dir = Path(directory)
         self.host = socket.gethostname()
-        self.path = self.dir / f"{self.host}-{os.getpid()}.jsonl"
+        self.path = self.dir / f"{self.host}-{os.getpid()}{SPOOL_SUFFIX}"
         self._lock = threading.Lock()  # the writer thread and overflowing submit() both append
 
     def append(self, records: Iterable[PredictionRecord]) -> int:
@@ -118,27 +134,46 @@ class Spool:
                 os.fsync(fh.fileno())
         return len(lines)
 
-    def take_own(self) -> list[PredictionRecord]:
-        """Read and empty this process's spool atomically (append them back if they cannot be written)."""
+    @property
+    def replay_path(self) -> Path:
+        """Where this process's spool is moved while it is being replayed."""
+        return self.path.with_name(self.path.name + REPLAY_SUFFIX)
+
+    def take_own(self) -> Path | None:
+        """Move this process's spool aside for replay and return that file (None: nothing to replay).
+
+        The rename is atomic and new appends start a fresh spool file, so nothing is lost whatever
+        happens next: the caller deletes the returned file only after the rows are committed
+        (write, commit, then delete). A replay file left by an earlier failed attempt is returned
+        first, before the live spool is moved again.
+        """
         with self._lock:
-            if not self.path.exists():
-                return []
-            records = self.read(self.path)
-            self.path.write_bytes(b"")
-        return records
+            if self.replay_path.exists():
+                return self.replay_path
+            if not self.path.exists() or self.path.stat().st_size == 0:
+                return None
+            os.replace(self.path, self.replay_path)
+            return self.replay_path
 
     def files(self) -> list[Path]:
-        """This process's spool plus those of dead processes on this host (adopted)."""
+        """This process's spool files plus those of dead processes on this host (adopted), oldest
+        first: a file being replayed comes before the live spool of the same process."""
         if not self.dir.exists():
             return []
         out = []
-        for path in sorted(self.dir.glob("*.jsonl")):
-            host, _, pid = path.stem.rpartition("-")
-            mine = path == self.path
-            orphan = host == self.host and pid.isdigit() and not pid_alive(int(pid))
-            if (mine or orphan) and path.stat().st_size > 0:
-                out.append(path)
-        return out
+        for path in self.dir.iterdir():
+            owner = spool_owner(path)
+            if owner is None:
+                continue
+            host, pid = owner
+            mine = host == self.host and pid == os.getpid()
+            orphan = host == self.host and not mine and not pid_alive(pid)
+            try:
+                if (mine or orphan) and path.stat().st_size > 0:
+                    out.append(path)
+            except FileNotFoundError:  # replayed meanwhile by another process
+                continue
+        return sorted(out, key=_replay_order)
 
     def pending(self) -> bool:
         """Whether anything waits to be replayed."""
@@ -311,20 +346,26 @@ class PredictionLogger:
         return self._spool_pending
 
     def _try_replay(self) -> bool:
-        """Replay every spool file we own or adopted; True when nothing is left."""
+        """Replay every spool file we own or adopted; True when nothing is left.
+
+        Order per file: read, write and commit, then delete. A crash (or a database failure) before
+        the delete leaves the file to be replayed again; rows already committed are skipped by
+        request id, so that costs duplicates of nothing.
+        """
         for path in self.spool.files():
-            own = path == self.spool.path
-            records = self.spool.take_own() if own else Spool.read(path)
+            if path == self.spool.path:
+                taken = self.spool.take_own()  # renamed aside: new appends go to a fresh file
+                if taken is None:
+                    continue
+                path = taken
             try:
-                for i in range(0, len(records), 1000):
-                    self._write(records[i : i + 1000])
-            except Exception:
-                if own:  # put them back (duplicates of rows already written are skipped on replay)
-                    self.spool.append(records)
-                raise
+                records = Spool.read(path)
+            except FileNotFoundError:  # an orphan another process replayed meanwhile
+                continue
+            for i in range(0, len(records), 1000):
+                self._write(records[i : i + 1000])
+            path.unlink(missing_ok=True)  # only now: the rows are committed
             self.replayed += len(records)
-            if not own:
-                path.unlink(missing_ok=True)
             log.info("replayed %d spooled predictions from %s", len(records), path.name)
         self._spool_pending = False
         return True

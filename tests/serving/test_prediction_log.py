@@ -92,7 +92,7 @@ def test_locked_sqlite_spools_then_replays(tmp_path: Path) -> None:
     assert logger.flush(30, replayed=True)
     logger.close()
     assert count_rows(url) == 31
-    assert logger.spool.path.stat().st_size == 0
+    assert not logger.spool.pending() and not logger.spool.replay_path.exists()
 
 
 def test_orphan_spool_of_a_dead_process_is_adopted_without_duplicates(tmp_path: Path) -> None:
@@ -109,6 +109,58 @@ def test_orphan_spool_of_a_dead_process_is_adopted_without_duplicates(tmp_path: 
     logger.close()
     assert count_rows(url) == 5
     assert not orphan.path.exists()
+
+
+CRASHING_REPLAY = """
+import json, os, signal, sys
+from serving.prediction_log import PredictionLogger, PredictionRecord, Spool
+
+url, spool_dir, records_file, when = sys.argv[1:5]
+records = [PredictionRecord.from_json(line) for line in open(records_file)]
+Spool(spool_dir).append(records)  # this process's own spool, waiting for the database
+
+
+class Crashing(PredictionLogger):
+    def _write(self, rows):
+        if when == "before-commit":
+            os.kill(os.getpid(), signal.SIGKILL)
+        super()._write(rows)
+        if when == "after-commit":
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+Crashing(url, spool_dir, flush_interval_s=0.05, retry_s=0.1).flush(30, replayed=True)
+sys.exit(3)  # not reached: the replay kills the process
+"""
+
+
+@pytest.mark.parametrize("when", ["before-commit", "after-commit"])
+def test_a_crash_during_replay_loses_no_spooled_record(tmp_path: Path, when: str) -> None:
+    """The process replaying its spool is SIGKILLed between reading it and committing the rows, or
+    between the commit and deleting the file: the next process adopts what is left, no loss, no
+    duplicates."""
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    spool_dir = tmp_path / "spool"
+    records = [record(i) for i in range(40)]
+    records_file = tmp_path / "records.jsonl"
+    records_file.write_text("".join(r.to_json() + "\n" for r in records))
+    code = [sys.executable, "-c", CRASHING_REPLAY, url, str(spool_dir), str(records_file), when]
+    proc = subprocess.run(code, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == -9, proc.stderr[-2000:]  # killed mid-replay, as intended
+    left = [p for p in spool_dir.iterdir() if p.stat().st_size > 0]
+    assert left and all(p.name.endswith(".jsonl.replay") for p in left)  # moved aside, not emptied
+    assert sum(len(Spool.read(p)) for p in left) == 40
+    logger = PredictionLogger(url, spool_dir, flush_interval_s=0.05, retry_s=0.1)
+    assert logger.flush(30, replayed=True)
+    logger.close()
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        ids = sorted(r[0] for r in conn.execute(select(Prediction.request_id)))
+    engine.dispose()
+    assert ids == sorted(r.request_id for r in records)
+    assert not any(p.stat().st_size for p in spool_dir.iterdir())
 
 
 # -- a real PostgreSQL, killed mid-load ----------------------------------------------------------------
