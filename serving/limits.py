@@ -5,21 +5,26 @@ for the client, so bad input never turns into a 500 or a hang:
 
 * too many bytes (``Content-Length`` or counted while streaming) -> 413, reading stops at the cap;
 * an upload that does not finish in time -> 408;
-* not audio / unsupported container -> 415; empty -> 400; too short, silent, NaN samples,
-  implausible sample rate -> 422; too long -> 413.
+* a client that goes away before the upload is complete -> 499 (a client-side status: nginx's
+  "client closed request"; never counted as a server error);
+* ``Content-Encoding: gzip`` / ``deflate`` bodies are decoded while they stream in, and the decoded
+  size counts against the cap (413 past it, 400 for a broken stream); any other encoding -> 415;
+* not audio / unsupported container / truncated WAV or OGG -> 415; empty -> 400; too short, silent,
+  NaN samples, implausible sample rate -> 422; too long -> 413.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from math import gcd
 
 import numpy as np
 import soundfile as sf
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from flywheel.audio import (
     SAMPLE_RATE,
@@ -36,12 +41,16 @@ from flywheel.audio import (
     to_mono,
     validate_samples,
 )
+from serving.integrity import TruncatedAudioError, check_complete
 
 MIN_SAMPLE_RATE = 1_000
 MAX_SAMPLE_RATE = 384_000
 MAX_RESAMPLING_FACTOR = 1_000  # beyond this (e.g. 44101 Hz) polyphase resampling gets very slow
 SNAP_HZ = 50  # odd rates are read as the nearest multiple of this (timing error < 0.1 %)
 MULTIPART_OVERHEAD = 64 * 1024
+CLIENT_CLOSED = 499  # the client went away before the answer (not a server error)
+# Content-Encoding -> zlib wbits: gzip framing, or zlib framing (HTTP's "deflate"; raw deflate is tried too)
+ENCODINGS = {"gzip": 31, "x-gzip": 31, "deflate": 15}
 
 _STATUS: list[tuple[type[AudioError], int]] = [
     (EmptyAudioError, 400),
@@ -90,10 +99,55 @@ async def _capped(chunks: AsyncIterator[bytes], cap: int) -> bytes:
     return bytes(buf)
 
 
+def content_coding(header: str | None) -> str | None:
+    """The one supported ``Content-Encoding`` of a request (None: not encoded); 415 otherwise."""
+    codings = [c.strip().lower() for c in (header or "").split(",") if c.strip()]
+    codings = [c for c in codings if c != "identity"]
+    if not codings:
+        return None
+    if len(codings) == 1 and codings[0] in ENCODINGS:
+        return codings[0]
+    supported = ", ".join(sorted(ENCODINGS))
+    raise InputError(
+        415,
+        f"Content-Encoding {header!r} is not supported: send the body unencoded or with one of {supported}",
+    )
+
+
+async def _decoded(chunks: AsyncIterator[bytes], coding: str, cap: int) -> bytes:
+    """Decompress a gzip/deflate body as it arrives, refusing more than ``cap`` decoded bytes (a
+    small compressed body may expand enormously: reading stops at the cap)."""
+    wbits = ENCODINGS[coding]
+    inflater = zlib.decompressobj(wbits)
+    out, received, first = bytearray(), 0, True
+    async for chunk in chunks:
+        received += len(chunk)
+        if received > cap:
+            raise InputError(413, f"upload larger than the limit of {cap} bytes")
+        try:
+            out += inflater.decompress(chunk, cap + 1 - len(out))
+        except zlib.error as err:
+            if not (first and coding == "deflate"):
+                raise InputError(400, f"body is not valid {coding} data: {err}") from None
+            inflater = zlib.decompressobj(-15)  # raw deflate, as some clients send it
+            try:
+                out += inflater.decompress(chunk, cap + 1 - len(out))
+            except zlib.error as raw_err:
+                raise InputError(400, f"body is not valid {coding} data: {raw_err}") from None
+        first = False
+        if len(out) > cap:
+            raise InputError(413, f"decoded upload larger than the limit of {cap} bytes")
+    if not inflater.eof:
+        raise InputError(400, f"{coding} body is incomplete (the compressed stream was cut short)")
+    return bytes(out)
+
+
 async def read_body(request: Request, limits: Limits) -> bytes:
-    """The whole request body, refusing more than the cap (plus multipart framing) or a slow upload."""
+    """The whole request body (decoded if it has a supported ``Content-Encoding``), refusing more
+    than the cap (plus multipart framing), a slow upload, or a client that disconnects."""
     multipart = request.headers.get("content-type", "").startswith("multipart/")
     cap = limits.max_bytes + (MULTIPART_OVERHEAD if multipart else 0)
+    coding = content_coding(request.headers.get("content-encoding"))
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -104,9 +158,13 @@ async def read_body(request: Request, limits: Limits) -> bytes:
             raise InputError(413, f"upload of {length} bytes is larger than the limit of {cap} bytes")
     try:
         async with asyncio.timeout(limits.timeout_s):
-            return await _capped(request.stream(), cap)
+            if coding is None:
+                return await _capped(request.stream(), cap)
+            return await _decoded(request.stream(), coding, cap)
     except TimeoutError:
         raise InputError(408, f"upload not received within {limits.timeout_s:g} s") from None
+    except ClientDisconnect:
+        raise InputError(CLIENT_CLOSED, "client disconnected before the upload was complete") from None
 
 
 async def audio_bytes(request: Request, body: bytes) -> bytes:
@@ -165,6 +223,10 @@ def decode(data: bytes, limits: Limits) -> np.ndarray:
     try:
         if not data:
             raise EmptyAudioError("empty upload: 0 bytes received")
+        try:
+            check_complete(data)
+        except TruncatedAudioError as err:
+            raise InputError(415, str(err)) from None
         try:
             info = sf.info(io.BytesIO(data))
         except (sf.LibsndfileError, RuntimeError, TypeError) as err:

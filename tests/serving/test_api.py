@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import io
+import zlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -83,6 +85,10 @@ def _nan_wav() -> bytes:
     return encode(x, 16000, "WAV", "FLOAT")
 
 
+def _noise(seconds: float) -> np.ndarray:
+    return (np.random.default_rng(1).standard_normal(int(16000 * seconds)) * 0.1).astype(np.float32)
+
+
 BAD_INPUTS = {
     "not audio": (b"this is not audio at all" * 100, 415),
     "empty": (b"", 400),
@@ -93,7 +99,12 @@ BAD_INPUTS = {
     "too many bytes": (b"RIFF" + b"\0" * (MAX_BYTES + 10), 413),
     "absurd sample rate": (encode(np.full(2000, 0.1, dtype=np.float32), 500), 422),
     "AIFF container": (encode(np.full(16000, 0.1, dtype=np.float32), 16000, "AIFF"), 415),
-    "truncated WAV": (encode(np.full(16000, 0.1, dtype=np.float32))[:30], 415),
+    "truncated WAV header": (encode(np.full(16000, 0.1, dtype=np.float32))[:30], 415),
+    "truncated FLAC": (encode(_noise(4.0), 16000, "FLAC")[:20000], 415),
+}
+TRUNCATED = {  # decodable, but the file's framing says part of it is missing
+    "WAV cut mid-data": encode(_noise(4.0))[: 44 + 2 * 16000 * 2],
+    "OGG cut mid-page": encode(_noise(4.0), 16000, "OGG", "VORBIS")[:-3000],
 }
 
 
@@ -103,6 +114,35 @@ def test_bad_input_is_a_clear_4xx(service, name: str) -> None:
     r = call(service, "POST", "/v1/diarize", content=data)
     assert r.status_code == status, r.text
     assert r.json()["error"] and "request_id" in r.json()
+
+
+@pytest.mark.parametrize("name", list(TRUNCATED))
+def test_truncated_audio_is_refused_naming_the_truncation(service, name: str) -> None:
+    r = call(service, "POST", "/v1/diarize", content=TRUNCATED[name])
+    assert r.status_code == 415, r.text
+    assert "truncated" in r.json()["error"]
+
+
+def test_gzip_body_is_decoded_and_its_decoded_size_counts(service, clip10: bytes) -> None:
+    gz = {"Content-Encoding": "gzip"}
+    r = call(service, "POST", "/v1/diarize", content=gzip.compress(clip10), headers=gz)
+    assert r.status_code == 200 and r.json()["duration_s"] == 10.0, r.text
+    deflated = {"Content-Encoding": "deflate"}
+    assert (
+        call(service, "POST", "/v1/diarize", content=zlib.compress(clip10), headers=deflated).status_code
+        == 200
+    )
+    bomb = gzip.compress(b"\0" * (8 * MAX_BYTES))  # 8 KB that expand to 8 MB
+    assert len(bomb) < MAX_BYTES // 16
+    r = call(service, "POST", "/v1/diarize", content=bomb, headers=gz)
+    assert r.status_code == 413 and "decoded" in r.json()["error"], r.text
+    r = call(service, "POST", "/v1/diarize", content=gzip.compress(clip10)[:-500], headers=gz)
+    assert r.status_code == 400 and "incomplete" in r.json()["error"], r.text
+    r = call(service, "POST", "/v1/diarize", content=clip10, headers=gz)  # says gzip, is not
+    assert r.status_code == 400 and "gzip" in r.json()["error"], r.text
+    for coding in ("br", "zstd", "gzip, gzip"):
+        r = call(service, "POST", "/v1/diarize", content=clip10, headers={"Content-Encoding": coding})
+        assert r.status_code == 415 and "Content-Encoding" in r.json()["error"], r.text
 
 
 def test_endless_chunked_upload_is_cut_at_the_cap(service) -> None:
