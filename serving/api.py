@@ -21,6 +21,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
+from serving.request_log import RequestLogMiddleware, context_of, log_malformed_requests
 from serving.service import DiarizationService
 
 MAX_SPEAKERS = 20  # largest ``num_speakers`` a request may ask for
@@ -44,9 +45,14 @@ AUDIO_BODY = {
 }
 
 
-def create_api(service: DiarizationService) -> FastAPI:
-    """The FastAPI app serving ``service``."""
+def create_api(service: DiarizationService, echo_request_id: bool = True) -> FastAPI:
+    """The FastAPI app serving ``service``; every request is logged once (``serving.request_log``).
+
+    ``echo_request_id``: set ``X-Request-Id`` on responses (False behind Ray Serve, which adds it).
+    """
     api = FastAPI(title="diarization-flywheel", version="1", description=DESCRIPTION)
+    api.add_middleware(RequestLogMiddleware, submit=service.submit_record, echo_request_id=echo_request_id)
+    log_malformed_requests(service.submit_record)
 
     @api.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -54,7 +60,9 @@ def create_api(service: DiarizationService) -> FastAPI:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'][1:]) or 'request'}: {e['msg']}" for e in exc.errors()
         )
-        return JSONResponse({"error": f"invalid request: {problems}"}, status_code=422)
+        ctx = context_of(request)
+        ctx.outcome.status, ctx.outcome.error = 422, f"invalid request: {problems}"
+        return JSONResponse({"error": ctx.outcome.error, "request_id": ctx.request_id}, status_code=422)
 
     @api.post("/v1/diarize", openapi_extra=AUDIO_BODY, summary="Who spoke when")
     async def diarize(

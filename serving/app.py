@@ -41,11 +41,26 @@ class AppArgs(BaseModel):
     log_predictions: bool | None = None  # default: FLYWHEEL_LOG_PREDICTIONS (on)
 
 
+def _serve_request_id() -> str | None:
+    """The Serve request id of the call being handled (None outside a Serve request)."""
+    try:
+        from ray.serve.context import _get_serve_request_context
+
+        return _get_serve_request_context().request_id or None
+    except Exception:
+        return None
+
+
 @serve.deployment(name="arm", ray_actor_options={"num_cpus": 0.5}, max_ongoing_requests=2)
 class ArmDeployment:
     """One arm's model in its own replica (only built when the arm has a model)."""
 
     def __init__(self, spec: dict[str, Any]):
+        from serving import app_logging
+        from serving.settings import ServingSettings
+
+        settings = ServingSettings()
+        app_logging.configure(settings.resolved_log_dir, f"arm-{spec['name']}", settings.log_level)
         self.arm = Arm(ArmSpec.from_dict(spec["name"], spec.get("options")))
         if not self.arm.refresh():
             raise RuntimeError(f"arm {self.arm.name!r}: no model could be loaded")
@@ -53,9 +68,17 @@ class ArmDeployment:
 
     def diarize(self, samples: Any, num_speakers: int | None = None) -> dict[str, Any]:
         """Segments for one request (16-bit PCM bytes or float32; all its chunks in batched model calls)."""
+        from serving.app_logging import REQUEST_ID
         from serving.audio_store import from_pcm16
 
-        return self.arm.diarize(from_pcm16(samples), num_speakers)
+        token = REQUEST_ID.set(_serve_request_id())  # the ingress's id: Serve passes it along
+        try:
+            return self.arm.diarize(from_pcm16(samples), num_speakers)
+        except Exception:
+            log.exception("arm %s: diarization failed", self.arm.name)
+            raise
+        finally:
+            REQUEST_ID.reset(token)
 
     def describe(self) -> dict[str, Any]:
         """Model, version and source of this replica's arm."""
@@ -90,7 +113,7 @@ class Ingress:
     def __serve_build_asgi_app__(self) -> Any:
         from serving.api import create_api
 
-        return create_api(self.service)
+        return create_api(self.service, echo_request_id=False)  # Serve's HTTP layer adds X-Request-Id
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """``user_config: {weights: {arm: weight}}``; applied without restarting the replica."""

@@ -145,9 +145,12 @@ class Arm:
     # -- serving --------------------------------------------------------------------------------
     def diarize(self, samples: np.ndarray, num_speakers: int | None = None) -> dict[str, Any]:
         """Segments of ``samples`` (16 kHz mono) plus the model that made them; ``num_speakers``:
-        the number of speakers when the caller knows it (default: estimated)."""
+        the number of speakers when the caller knows it (default: estimated; see
+        :mod:`serving.speaker_count` for what happens when the audio has fewer)."""
+        from serving.speaker_count import diarize_with_count
+
         model = self.model  # one reference for the whole request
-        annotation = model.system.diarize(samples, uri="audio", num_speakers=num_speakers)
+        annotation, warnings = diarize_with_count(model.system, samples, num_speakers)
         segments = segments_of(annotation)
         return {
             "arm": self.name,
@@ -155,6 +158,7 @@ class Arm:
             "model_version": model.champion.version,
             "segments": segments,
             "num_speakers": len({s["speaker"] for s in segments}),
+            "warnings": warnings,
         }
 
     # -- hot reload -----------------------------------------------------------------------------

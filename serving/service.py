@@ -10,9 +10,7 @@ import asyncio
 import logging
 import os
 import time
-import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,27 +19,18 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from flywheel.audio import SAMPLE_RATE
 from flywheel.segments import annotation_from_turns, rttm_lines
+from serving import app_logging
 from serving.audio_store import AudioStore
 from serving.auth import AuthError, check_admin, check_api_key
 from serving.backends import ArmBackend
 from serving.limits import InputError, Limits, audio_bytes, decode, read_body
 from serving.prediction_log import PredictionLogger, PredictionRecord
+from serving.request_log import RequestContext, context_of
 from serving.routing import Router, validate_weights
 from serving.settings import ServingSettings
 
 log = logging.getLogger(__name__)
 INLINE_DECODE_BYTES = 2 * 1024 * 1024  # larger uploads are decoded in a worker thread
-
-
-@dataclass
-class Outcome:
-    """What a finished request tells the log."""
-
-    status: int
-    arm: str | None = None
-    result: dict[str, Any] | None = None
-    samples: np.ndarray | None = None
-    error: str | None = None
 
 
 def _error(status: int, message: str, request_id: str) -> JSONResponse:
@@ -58,11 +47,13 @@ class DiarizationService:
         weights: Mapping[str, float] | None = None,
         settings: ServingSettings | None = None,
         log_predictions: bool | None = None,
+        role: str = "ingress",
     ):
         self.backend = backend
         self.configured_arms = sorted(configured_arms)
         self.settings = settings or ServingSettings()
         s = self.settings
+        app_logging.configure(s.resolved_log_dir, role, s.log_level)
         self.limits = Limits(s.max_upload_bytes, s.max_duration_s, s.min_duration_s, s.upload_timeout_s)
         self.router = Router(weights or dict.fromkeys(self.configured_arms, 1.0), tuple(backend.available()))
         enabled = s.log_predictions if log_predictions is None else log_predictions
@@ -115,26 +106,14 @@ class DiarizationService:
         arm_override: str | None = None,
         num_speakers: int | None = None,
     ) -> Response:
-        """``POST /v1/diarize``: see the module docstring of ``serving.api``."""
-        t0 = time.perf_counter()
-        request_id = uuid.uuid4().hex
-        client_id = request.headers.get("x-client-id") or None
-        outcome = Outcome(status=500)
-        response: Response
+        """``POST /v1/diarize``: see the module docstring of ``serving.api``. The request's row is
+        written by :class:`serving.request_log.RequestLogMiddleware` from ``context_of(request)``."""
+        ctx = context_of(request)
         try:
-            response = await self._diarize(
-                request, fmt, arm_override, num_speakers, client_id, request_id, t0, outcome
-            )
+            return await self._diarize(request, fmt, arm_override, num_speakers, ctx.client_id, ctx)
         except (AuthError, InputError) as err:
-            outcome.status, outcome.error = err.status, str(err)
-            response = _error(err.status, str(err), request_id)
-        except Exception as err:  # a bug or a dead replica: answer 500, but log it like the rest
-            log.exception("request %s failed", request_id)
-            outcome.status, outcome.error = 500, f"{type(err).__name__}: {err}"
-            response = _error(500, "internal error while diarizing; the request was logged", request_id)
-        latency_ms = (time.perf_counter() - t0) * 1000
-        self._log(request_id, client_id, outcome, latency_ms)
-        return response
+            ctx.outcome.status, ctx.outcome.error = err.status, str(err)
+            return _error(err.status, str(err), ctx.request_id)
 
     async def _diarize(
         self,
@@ -143,10 +122,9 @@ class DiarizationService:
         arm_override: str | None,
         num_speakers: int | None,
         client_id: str | None,
-        request_id: str,
-        t0: float,
-        outcome: Outcome,
+        ctx: RequestContext,
     ) -> Response:
+        outcome, t0 = ctx.outcome, ctx.t0
         check_api_key(request.headers, self.settings.api_key_set)
         if fmt not in ("json", "rttm"):
             raise InputError(400, f"format must be 'json' or 'rttm', got {fmt!r}")
@@ -170,7 +148,11 @@ class DiarizationService:
         result = await self.backend.diarize(arm, samples, num_speakers)
         outcome.status, outcome.result = 200, result
         latency_ms = round((time.perf_counter() - t0) * 1000, 2)
-        headers = {"X-Request-Id": request_id, "X-Arm": arm, "X-Model-Version": str(result["model_version"])}
+        request_id = ctx.request_id
+        headers = {"X-Arm": arm, "X-Model-Version": str(result["model_version"])}
+        warnings = list(result.get("warnings") or [])
+        if warnings:  # also for RTTM, which has no place for them
+            headers["X-Diarization-Warnings"] = " | ".join(warnings)
         if fmt == "rttm":
             turns = [(s["start"], s["end"], s["speaker"]) for s in result["segments"]]
             lines = rttm_lines(annotation_from_turns(turns, uri=request_id), uri=request_id)
@@ -185,30 +167,15 @@ class DiarizationService:
                 "duration_s": round(len(samples) / SAMPLE_RATE, 3),
                 "num_speakers": result["num_speakers"],
                 "segments": result["segments"],
+                "warnings": warnings,
             },
             headers=headers,
         )
 
-    def _log(self, request_id: str, client_id: str | None, outcome: Outcome, latency_ms: float) -> None:
-        if self.logger is None:
-            return
-        result = outcome.result or {}
-        samples = outcome.samples
-        record = PredictionRecord(
-            request_id=request_id,
-            status="ok" if outcome.status < 400 else "error",
-            http_status=outcome.status,
-            latency_ms=round(latency_ms, 3),
-            client_id=client_id,
-            arm=outcome.arm,
-            model_name=result.get("model"),
-            model_version=result.get("model_version"),
-            audio_duration_s=None if samples is None else round(len(samples) / SAMPLE_RATE, 3),
-            segments=result.get("segments"),
-            num_speakers=result.get("num_speakers"),
-            error=outcome.error,
-        )
-        self.logger.submit(record, samples if outcome.status == 200 else None)
+    def submit_record(self, record: PredictionRecord, samples: np.ndarray | None = None) -> None:
+        """Hand a finished request's row (and its audio) to the prediction log, if it is on."""
+        if self.logger is not None:
+            self.logger.submit(record, samples)
 
     def close(self) -> None:
         """Flush the prediction log and release the arms."""

@@ -32,6 +32,8 @@ class ServingSettings(BaseSettings):
     min_duration_s: float = 0.5
     upload_timeout_s: float = 60.0
     champion_poll_s: float = 30.0
+    log_dir: Path | None = None  # default: <runtime_dir>/logs (JSON application log, serving.jsonl)
+    log_level: str = "INFO"
     mlflow_tracking_uri: str | None = None
 
     @property
@@ -48,6 +50,11 @@ class ServingSettings(BaseSettings):
     def resolved_spool_dir(self) -> Path:
         """Where prediction records wait while the database is unreachable."""
         return self.spool_dir or self.runtime_dir / "spool"
+
+    @property
+    def resolved_log_dir(self) -> Path:
+        """Where the JSON application log ``serving.jsonl`` is written."""
+        return self.log_dir or self.runtime_dir / "logs"
 
     @property
     def api_key_set(self) -> frozenset[str]:

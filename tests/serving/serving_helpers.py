@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+from pathlib import Path
+from typing import Any
 
+import httpx
 import numpy as np
 import soundfile as sf
 
@@ -16,6 +20,43 @@ def encode(samples: np.ndarray, sr: int = 16000, fmt: str = "WAV", subtype: str 
     buf = io.BytesIO()
     sf.write(buf, samples, sr, format=fmt, subtype=subtype)
     return buf.getvalue()
+
+
+def build_test_service(runtime: Path, onnx: Path, max_bytes: int = 1024 * 1024) -> Any:
+    """An in-process service (no Ray) on ``onnx``: both arms (distilhubert at weight 0), API keys,
+    the admin key, small limits, its runtime (database, audio, spool, JSON log) under ``runtime``."""
+    from serving.settings import ServingSettings
+    from serving.standalone import build_service
+
+    settings = ServingSettings(
+        runtime_dir=runtime,
+        api_keys=f"{API_KEY},second-key",
+        admin_key=ADMIN_KEY,
+        max_upload_bytes=max_bytes,
+        max_duration_s=30,
+        upload_timeout_s=5,
+    )
+    arms = {
+        "fast-cnn": {"model_path": str(onnx)},
+        "distilhubert": {"model_path": str(onnx), "model_name": "fast-cnn"},
+    }
+    return build_service(arms, {"fast-cnn": 1.0, "distilhubert": 0.0}, settings)
+
+
+def call(service: Any, method: str, url: str, key: str | None = API_KEY, **kw: Any) -> httpx.Response:
+    """One request to ``service``'s API in process (ASGI), with the API key unless ``key`` is None."""
+    from serving.api import create_api
+
+    headers = dict(kw.pop("headers", {}))
+    if key:
+        headers["X-API-Key"] = key
+
+    async def go() -> httpx.Response:
+        transport = httpx.ASGITransport(app=create_api(service))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.request(method, url, headers=headers, timeout=30, **kw)
+
+    return asyncio.run(go())
 
 
 def endless_chunked_upload(

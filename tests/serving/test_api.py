@@ -2,57 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import io
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 import soundfile as sf
-from serving_helpers import ADMIN_KEY, API_KEY, encode
-
-from serving.api import create_api
-from serving.settings import ServingSettings
-from serving.standalone import build_service
+from serving_helpers import ADMIN_KEY, build_test_service, call, encode
 
 MAX_BYTES = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
 def service(smoke_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
-    runtime = tmp_path_factory.mktemp("api-runtime")
-    settings = ServingSettings(
-        runtime_dir=runtime,
-        api_keys=f"{API_KEY},second-key",
-        admin_key=ADMIN_KEY,
-        max_upload_bytes=MAX_BYTES,
-        max_duration_s=30,
-        upload_timeout_s=5,
-    )
-    arms = {
-        "fast-cnn": {"model_path": str(smoke_onnx)},
-        "distilhubert": {"model_path": str(smoke_onnx), "model_name": "fast-cnn"},
-    }
-    svc = build_service(arms, {"fast-cnn": 1.0, "distilhubert": 0.0}, settings)
+    svc = build_test_service(tmp_path_factory.mktemp("api-runtime"), smoke_onnx, MAX_BYTES)
     yield svc
     svc.close()
-
-
-def call(service, method: str, url: str, key: str | None = API_KEY, **kw) -> httpx.Response:
-    headers = dict(kw.pop("headers", {}))
-    if key:
-        headers["X-API-Key"] = key
-
-    async def go() -> httpx.Response:
-        transport = httpx.ASGITransport(app=create_api(service))
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            return await client.request(method, url, headers=headers, timeout=30, **kw)
-
-    return asyncio.run(go())
 
 
 def test_json_answer(service, clip10: bytes) -> None:
@@ -169,6 +137,11 @@ def test_known_speaker_count(service, clip10: bytes) -> None:
     r = call(service, "POST", "/v1/diarize?num_speakers=1", content=clip10)
     assert r.status_code == 200, r.text
     assert r.json()["num_speakers"] <= 1 and {s["speaker"] for s in r.json()["segments"]} <= {"SPEAKER_00"}
+    assert call(service, "POST", "/v1/diarize", content=clip10).json()["warnings"] == []
+    r = call(service, "POST", "/v1/diarize?num_speakers=20", content=clip10)  # more than 10 s can hold
+    assert r.status_code == 200 and r.json()["num_speakers"] < 20
+    assert "num_speakers=20 was asked for" in r.json()["warnings"][0]
+    assert "num_speakers=20" in r.headers["x-diarization-warnings"]
     for bad in ("0", "two", "999"):
         r = call(service, "POST", f"/v1/diarize?num_speakers={bad}", content=clip10)
         assert r.status_code == 422 and "num_speakers" in r.json()["error"], r.text
