@@ -76,6 +76,7 @@ class Arm:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.reloads = 0
+        self._warned_fallback = False  # warn once per outage that the release fallback is refused
 
     # -- loading --------------------------------------------------------------------------------
     def _build(self, champion: Champion) -> LoadedModel:
@@ -100,17 +101,37 @@ class Arm:
                 key = champion.key
                 if self._model is not None and self._model.key == key:
                     return False
+                if self._keeps_registry_model(champion):
+                    return False
                 loaded = self._build(champion)
             except Exception as err:
                 log.error("arm %s: could not load its champion: %s", self.name, err)
                 return False
             old = self._model
             self._model = loaded  # atomic swap; requests in flight keep their reference
+            self._warned_fallback = False
             if old is not None:
                 self.reloads += 1
                 name, before, after = champion.model_name, old.champion.version, champion.version
                 log.info("arm %s: %s %s -> %s", self.name, name, before, after)
             return True
+
+    def _keeps_registry_model(self, champion: Champion) -> bool:
+        """An MLflow champion is never replaced by the release fallback at runtime: the registry
+        answers with the release model when MLflow is unreachable (or its lookup fails), and an
+        outage must not swap the served model. Only another MLflow version (or a restart) does."""
+        current = self._model
+        if current is None or current.champion.source != "mlflow" or champion.source != "release":
+            return False
+        if not self._warned_fallback:
+            log.warning(
+                "arm %s: the registry offers the release model (MLflow unreachable?); keeping %s v%s",
+                self.name,
+                current.champion.model_name,
+                current.champion.version,
+            )
+            self._warned_fallback = True
+        return True
 
     @property
     def available(self) -> bool:

@@ -57,7 +57,8 @@ def check_wav(data: bytes) -> None:
         byte_rate = struct.unpack_from("<I", data, chunks[b"fmt "][0] + 8)[0]
     if byte_rate > 0:
         detail = (
-            f"its header declares {declared / byte_rate:.2f} s of audio, only {present / byte_rate:.2f} s"
+            f"its header declares {declared / byte_rate:.2f} s of audio ({declared} bytes), "
+            f"only {present / byte_rate:.2f} s ({present} bytes)"
         )
     else:
         detail = f"its header declares {declared} bytes of audio, only {present}"

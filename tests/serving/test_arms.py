@@ -79,3 +79,26 @@ def test_a_broken_new_champion_keeps_the_old_model(tmp_path: Path, smoke_onnx: P
     Path(good).write_bytes(b"not an onnx model")
     assert not arm.refresh()
     assert arm.describe()["model_version"] == version and arm.available
+
+
+def test_an_mlflow_outage_does_not_swap_the_champion_for_the_release_model(
+    tmp_path: Path, smoke_onnx: Path
+) -> None:
+    """MLflow unreachable: the registry answers with the release model; the arm keeps its champion."""
+    from dataclasses import replace
+
+    a = retagged(smoke_onnx, tmp_path / "v3.onnx", "3")
+    b = retagged(smoke_onnx, tmp_path / "v4.onnx", "4")
+    mlflow_v3 = Champion("fast-cnn", "3", a, "mlflow")
+    answers = iter(
+        [
+            mlflow_v3,
+            Champion("fast-cnn", "release", smoke_onnx, "release"),
+            replace(mlflow_v3, version="4", path=b),
+        ]
+    )
+    arm = Arm(ArmSpec(name="fast-cnn"), resolver=lambda: next(answers))
+    assert arm.refresh() and arm.describe()["model_version"] == "3"
+    assert not arm.refresh()  # MLflow down: release offered, refused
+    assert arm.describe()["model_version"] == "3" and arm.describe()["source"] == "mlflow"
+    assert arm.refresh() and arm.describe()["model_version"] == "4"  # a new MLflow version still swaps
