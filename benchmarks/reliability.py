@@ -1,0 +1,481 @@
+"""Reliability of the served endpoint on loopback: faults injected under load, and a soak.
+
+Deploys ``serving/serve_config.yaml`` (both arms on their release ONNX models, the default topology:
+one deployment per arm, 2 fast-cnn replicas) on a local Ray bound to 127.0.0.1, and drives it
+open-loop at ``--rate`` req/s with 5 s clips, alternating between the shared HTTP proxy and the
+ingress replica's direct port. Every request carries a client id, so the rows it left in the
+prediction log can be counted.
+
+Faults (``--mode faults``), each during ``--phase-s`` seconds of load:
+
+* ``replica_kill``: one ``arm-fast-cnn`` replica SIGKILLed 5 s in (Serve starts a new one): failed
+  requests, time until the replica is replaced, time until the last failure;
+* ``sqlite_lock``: the SQLite prediction database held under ``BEGIN EXCLUSIVE`` for 20 s;
+* ``postgres_stop``: the app redeployed on a throwaway PostgreSQL (Debian's binaries, loopback),
+  stopped (``pg_ctl -m immediate``) for 20 s, then started again;
+
+with, for each, the requests answered, failed (5xx or no answer) and rows lost (answered requests
+without a row once the log is flushed).
+
+Soak (``--mode soak``, ``--minutes``, default 10): RSS of every serving process (ingress, arm
+replicas, HTTP proxy, Serve controller) every 10 s, P50/P99 per 10 s window and their trend, 5xx.
+
+    python benchmarks/reliability.py                       # faults, then a 10-minute soak
+    python benchmarks/reliability.py --mode faults
+    python benchmarks/reliability.py --mode soak --minutes 2
+
+Prints markdown and writes ``reports/benchmarks/reliability.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+import typer  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.common import machine  # noqa: E402
+from benchmarks.load import make_clip  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+PORT, DIRECT_MIN = 8765, 31500
+TARGETS = {"max_failed_share_replica_kill": 0.01, "max_recovery_s": 30.0, "max_rss_growth_pct": 5.0}
+
+
+# -- load ---------------------------------------------------------------------------------------
+class Load:
+    """Open-loop requests at ``rate`` req/s over ``urls`` (alternating) in a thread pool."""
+
+    def __init__(self, urls: list[str], clip: bytes, rate: float, prefix: str, workers: int = 24):
+        self.urls, self.clip, self.rate, self.prefix = urls, clip, rate, prefix
+        self.results: list[tuple[float, float, int, str]] = []  # (t, latency ms, status, error)
+        self._stop = threading.Event()
+        self._pool = ThreadPoolExecutor(workers)
+        self._local = threading.local()
+        self.t0 = time.monotonic()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _one(self, i: int) -> None:
+        import httpx
+
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = httpx.Client(timeout=60)
+        url = self.urls[i % len(self.urls)]
+        t = time.monotonic()
+        try:
+            r = client.post(
+                f"{url}/v1/diarize", content=self.clip, headers={"X-Client-Id": f"{self.prefix}{i}"}
+            )
+            status, error = r.status_code, "" if r.status_code < 500 else r.text[:200]
+        except Exception as err:  # no answer at all
+            status, error = 0, f"{type(err).__name__}: {err}"[:200]
+        self.results.append((t - self.t0, (time.monotonic() - t) * 1000, status, error))
+
+    def _run(self) -> None:
+        i = 0
+        while not self._stop.is_set():
+            due = self.t0 + i / self.rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            self._pool.submit(self._one, i)
+            i += 1
+
+    def __enter__(self) -> Load:
+        self.t0 = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._pool.shutdown(wait=True)
+
+    def summary(self) -> dict[str, Any]:
+        """Counts and latency percentiles of what was sent."""
+        ok = [lat for _, lat, s, _ in self.results if s == 200]
+        failed = [r for r in self.results if r[2] == 0 or r[2] >= 500]
+        return {
+            "sent": len(self.results),
+            "answered": sum(1 for r in self.results if r[2] != 0),
+            "ok": len(ok),
+            "failed": len(failed),
+            "failed_share": round(len(failed) / max(1, len(self.results)), 4),
+            "p50_ms": round(float(np.percentile(ok, 50)), 1) if ok else None,
+            "p99_ms": round(float(np.percentile(ok, 99)), 1) if ok else None,
+            "failures": sorted({e for *_, e in failed})[:5],
+            "failure_times_s": [round(t, 2) for t, _, s, _ in self.results if s == 0 or s >= 500],
+        }
+
+
+# -- deployment and database --------------------------------------------------------------------
+def config(env_vars: dict[str, str] | None = None) -> dict[str, Any]:
+    """The shipped Serve config on a fixed loopback port, arms pinned to the release models."""
+    from serving import control
+
+    cfg = copy.deepcopy(control.load_config())
+    cfg["http_options"]["port"] = PORT
+    app = cfg["applications"][0]
+    for name, opts in app["args"]["arms"].items():
+        opts["model_path"] = str(REPO / "models" / "release" / f"{name}.onnx")
+        opts["poll_s"] = 0
+    fast = app["args"]["arms"]["fast-cnn"]["deployment"]
+    fast.pop("autoscaling_config", None)
+    fast["num_replicas"] = 2  # fixed, so a killed replica must come back
+    if env_vars:
+        app["runtime_env"] = {"env_vars": env_vars}
+    return cfg
+
+
+def rows(db_url: str, prefix: str) -> int:
+    """Rows of the prediction log whose client id starts with ``prefix``."""
+    from sqlalchemy import func, select
+
+    from serving.db import Prediction, make_engine
+
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            stmt = select(func.count()).select_from(Prediction).where(Prediction.client_id.like(f"{prefix}%"))
+            return int(conn.execute(stmt).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def rows_lost(db_url: str, prefix: str, answered: int, wait_s: float = 90.0) -> int:
+    """Answered requests without a row, after waiting for the spool to be replayed."""
+    deadline = time.monotonic() + wait_s
+    found = 0
+    while time.monotonic() < deadline:
+        try:
+            found = rows(db_url, prefix)
+        except Exception:
+            found = 0
+        if found >= answered:
+            break
+        time.sleep(1)
+    return answered - found
+
+
+class Postgres:
+    """A throwaway PostgreSQL on 127.0.0.1 (as in tests/serving/test_prediction_log.py)."""
+
+    def __init__(self) -> None:
+        found = shutil.which("pg_ctl")
+        bins = [Path(os.path.realpath(found)).parent] if found else []
+        bins += sorted(p.parent for p in Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+        if not bins:
+            raise RuntimeError("PostgreSQL server binaries not installed")
+        self.bin = bins[-1]
+        self.root = Path(tempfile.mkdtemp(prefix="flywheel-pg-"))
+        self.root.chmod(0o755)
+        self.data, self.sock = self.root / "data", self.root / "sock"
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str) -> None:
+        cmd = [str(self.bin / args[0]), *args[1:]]
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        subprocess.run(cmd, check=True, capture_output=True)
+
+    def init(self) -> None:
+        """initdb and start."""
+        self.sock.mkdir(parents=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres")
+            shutil.chown(self.sock, "postgres")
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        self.start()
+
+    def start(self) -> None:
+        """Start the server."""
+        opts = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.sock}"
+        self._run("pg_ctl", "-D", str(self.data), "-o", opts, "-w", "-l", str(self.root / "log"), "start")
+
+    def stop(self) -> None:
+        """Immediate stop (a crash, from the clients' view)."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+    def remove(self) -> None:
+        """Stop and delete."""
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+# -- faults -------------------------------------------------------------------------------------
+def _urls() -> list[str]:
+    from serving import control
+
+    direct = control.direct_ports(DIRECT_MIN, count=20)
+    return [f"http://127.0.0.1:{PORT}"] + [f"http://127.0.0.1:{p}" for p in direct[:1]]
+
+
+def replica_kill(clip: bytes, rate: float, phase_s: float, db_url: str) -> dict[str, Any]:
+    """Kill one fast-cnn replica 5 s into the load; time until it is replaced."""
+    from serving import control
+
+    before = control.replicas()["arm-fast-cnn"]
+    replaced_s = None
+    with Load(_urls(), clip, rate, "rk-") as load:
+        time.sleep(5)
+        victim = before[0][1]
+        os.kill(int(victim), signal.SIGKILL)
+        killed = time.monotonic()
+        while time.monotonic() - load.t0 < phase_s or replaced_s is None:
+            now = control.replicas().get("arm-fast-cnn", [])
+            if replaced_s is None and len(now) == len(before) and all(pid != victim for _, pid in now):
+                replaced_s = round(time.monotonic() - killed, 1)
+            if time.monotonic() - killed > 120:
+                break
+            time.sleep(0.5)
+    out = load.summary()
+    kill_at = killed - load.t0
+    after = [t - kill_at for t in out.pop("failure_times_s") if t >= kill_at - 1]
+    out.update(replaced_s=replaced_s, last_failure_after_kill_s=round(max(after), 2) if after else 0.0)
+    out["rows_lost"] = rows_lost(db_url, "rk-", out["answered"])
+    return out
+
+
+def database_fault(
+    clip: bytes, rate: float, phase_s: float, db_url: str, prefix: str, down: Any, up: Any
+) -> dict[str, Any]:
+    """Load for ``phase_s``; ``down()`` at 5 s, ``up()`` 20 s later; rows lost once replayed."""
+    with Load(_urls(), clip, rate, prefix) as load:
+        time.sleep(5)
+        down()
+        time.sleep(20)
+        up()
+        time.sleep(max(0.0, phase_s - 25))
+    out = load.summary()
+    out.pop("failure_times_s")
+    out["rows_lost"] = rows_lost(db_url, prefix, out["answered"])
+    return out
+
+
+def run_faults(clip: bytes, rate: float, phase_s: float, runtime: Path) -> dict[str, Any]:
+    """The three fault phases (PostgreSQL skipped when its binaries are missing)."""
+    from serving import control
+
+    results: dict[str, Any] = {}
+    control.deploy(config(), timeout_s=300)
+    results["replica_kill"] = replica_kill(clip, rate, phase_s, f"sqlite:///{runtime / 'predictions.db'}")
+    print("replica_kill", results["replica_kill"], flush=True)
+    db = runtime / "predictions.db"
+    lock: dict[str, sqlite3.Connection] = {}
+
+    def lock_db() -> None:
+        lock["c"] = sqlite3.connect(db, timeout=30)
+        lock["c"].execute("BEGIN EXCLUSIVE")
+
+    def unlock_db() -> None:
+        lock["c"].rollback()
+        lock["c"].close()
+
+    url = f"sqlite:///{db}"
+    results["sqlite_lock"] = database_fault(clip, rate, phase_s, url, "sq-", lock_db, unlock_db)
+    print("sqlite_lock", results["sqlite_lock"], flush=True)
+    try:
+        pg = Postgres()
+    except RuntimeError as err:
+        results["postgres_stop"] = {"skipped": str(err)}
+        return results
+    try:
+        pg.init()
+        control.deploy(config({"FLYWHEEL_DATABASE_URL": pg.url}), timeout_s=300)
+        time.sleep(3)
+        results["postgres_stop"] = database_fault(clip, rate, phase_s, pg.url, "pg-", pg.stop, pg.start)
+        print("postgres_stop", results["postgres_stop"], flush=True)
+    finally:
+        control.deploy(config(), timeout_s=300)
+        pg.remove()
+    return results
+
+
+# -- soak ---------------------------------------------------------------------------------------
+def serving_pids() -> dict[str, int]:
+    """``{name: pid}`` of the replicas, the HTTP proxy and the Serve controller."""
+    import ray
+
+    from serving import control
+
+    out = {
+        f"{dep}#{i}": pid
+        for dep, reps in control.replicas().items()
+        for i, (_, pid) in enumerate(reps)
+        if pid
+    }
+    details = control._client().get_serve_details()
+    actors = {"controller": "SERVE_CONTROLLER_ACTOR"}
+    actors.update({f"proxy#{i}": p["actor_name"] for i, p in enumerate(details.get("proxies", {}).values())})
+    for name, actor in actors.items():
+        try:
+            handle = ray.get_actor(actor, namespace="serve")
+            out[name] = ray.get(handle.__ray_call__.remote(lambda self: os.getpid()), timeout=10)
+        except Exception:
+            continue
+    return out
+
+
+def rss_mb(pid: int) -> float | None:
+    """Resident set size of ``pid`` in MB (None if it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def run_soak(clip: bytes, rate: float, minutes: float, runtime: Path) -> dict[str, Any]:
+    """``minutes`` of steady load; RSS every 10 s, latency per 10 s window."""
+    from serving import control
+
+    control.deploy(config(), timeout_s=300)
+    pids = serving_pids()
+    samples: list[dict[str, Any]] = []
+    duration = minutes * 60
+    with Load(_urls(), clip, rate, "soak-") as load:
+        while time.monotonic() - load.t0 < duration:
+            time.sleep(10)
+            samples.append(
+                {"t_s": round(time.monotonic() - load.t0), **{k: rss_mb(p) for k, p in pids.items()}}
+            )
+    out = load.summary()
+    times = out.pop("failure_times_s")
+    warm = min(60.0, duration / 5)
+    base = next((s for s in samples if s["t_s"] >= warm), samples[0])
+    growth = {}
+    for name in pids:
+        if base.get(name) and samples[-1].get(name):
+            growth[name] = round(100 * (samples[-1][name] - base[name]) / base[name], 2)
+    windows = []
+    for start in range(0, int(duration), 10):
+        lat = [lat for t, lat, s, _ in load.results if s == 200 and start <= t < start + 10]
+        if lat:
+            windows.append((start, float(np.percentile(lat, 50)), float(np.percentile(lat, 99))))
+    w = np.array(windows)
+    slope = float(np.polyfit(w[:, 0] / 60, w[:, 1], 1)[0]) if len(w) > 2 else 0.0
+    n5xx = sum(1 for _, _, s, _ in load.results if s >= 500)
+    half = len(w) // 2
+    out.update(
+        minutes=minutes,
+        rate=rate,
+        status_5xx=n5xx,
+        no_answer=len([t for t in times]) - n5xx,
+        rss_mb_after_warmup=base,
+        rss_mb_end=samples[-1],
+        rss_growth_pct=growth,
+        max_rss_growth_pct=max(growth.values()) if growth else None,
+        p50_trend_ms_per_min=round(slope, 3),
+        p50_first_half_ms=round(float(np.median(w[:half, 1])), 1) if half else None,
+        p50_second_half_ms=round(float(np.median(w[half:, 1])), 1) if half else None,
+        rss_samples=samples,
+        latency_windows=[{"t_s": t, "p50_ms": round(a, 1), "p99_ms": round(b, 1)} for t, a, b in windows],
+        rows_lost=rows_lost(f"sqlite:///{runtime / 'predictions.db'}", "soak-", out["answered"]),
+    )
+    return out
+
+
+# -- main ---------------------------------------------------------------------------------------
+def table(report: dict[str, Any]) -> str:
+    """Markdown summary."""
+    lines = [
+        "| check | sent | failed | failed % | rows lost | recovery | P50 / P99 ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in report.get("faults", {}).items():
+        if "skipped" in r:
+            lines.append(f"| {name} | skipped: {r['skipped']} | | | | | |")
+            continue
+        rec = (
+            f"replaced in {r['replaced_s']} s, last failure +{r['last_failure_after_kill_s']} s"
+            if "replaced_s" in r
+            else ""
+        )
+        lost = r.get("rows_lost", "-")
+        lines.append(
+            f"| {name} | {r['sent']} | {r['failed']} | {100 * r['failed_share']:.2f} | {lost} "
+            f"| {rec} | {r['p50_ms']} / {r['p99_ms']} |"
+        )
+    s = report.get("soak")
+    if s:
+        trend = (
+            f"RSS growth max {s['max_rss_growth_pct']} %, P50 trend {s['p50_trend_ms_per_min']} ms/min "
+            f"({s['p50_first_half_ms']} -> {s['p50_second_half_ms']})"
+        )
+        lines.append(
+            f"| soak {s['minutes']:g} min @ {s['rate']:g} req/s | {s['sent']} "
+            f"| {s['failed']} (5xx {s['status_5xx']}) | {100 * s['failed_share']:.2f} | {s['rows_lost']} "
+            f"| {trend} | {s['p50_ms']} / {s['p99_ms']} |"
+        )
+    return "\n".join(lines)
+
+
+def main(
+    mode: str = typer.Option("all", help="faults | soak | all"),
+    minutes: float = typer.Option(10.0, help="soak duration"),
+    rate: float = typer.Option(8.0, help="requests per second (open loop)"),
+    phase_s: float = typer.Option(40.0, help="seconds of load per fault phase"),
+    clip_s: float = typer.Option(5.0, help="seconds of audio per request"),
+    out: Path = typer.Option(REPO / "reports" / "benchmarks" / "reliability.json"),
+) -> None:
+    """Run the fault phases and/or the soak; print markdown, write JSON."""
+    from serving import control
+
+    runtime = Path(tempfile.mkdtemp(prefix="flywheel-reliability-"))
+    os.environ.update(
+        FLYWHEEL_RUNTIME_DIR=str(runtime),
+        RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT=str(DIRECT_MIN),
+        RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT=str(DIRECT_MIN + 20),
+    )
+    clip = make_clip(clip_s)
+    report: dict[str, Any] = {
+        "machine": machine(),
+        "args": {"mode": mode, "minutes": minutes, "rate": rate, "phase_s": phase_s, "clip_s": clip_s},
+        "runtime": str(runtime),
+        "targets": TARGETS,
+    }
+    t0 = time.monotonic()
+    control.start_ray(num_cpus=2)
+    try:
+        if mode in ("faults", "all"):
+            report["faults"] = run_faults(clip, rate, phase_s, runtime)
+        if mode in ("soak", "all"):
+            report["soak"] = run_soak(clip, rate, minutes, runtime)
+    finally:
+        control.shutdown(stop_ray=True)
+    report["wall_s"] = round(time.monotonic() - t0, 1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=str))
+    print(table(report))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    typer.run(main)
