@@ -219,7 +219,7 @@ class _Placed:
         return self.start + self.speech[-1][1]
 
 
-def _draw_turns(
+def draw_turns(
     rng: np.random.Generator,
     speakers: list[str],
     utts: dict[str, list[Utterance]],
@@ -227,6 +227,8 @@ def _draw_turns(
     cfg: SimulationConfig,
     target: float,
 ) -> list[_Placed]:
+    """Turns of ``speakers`` until ``target`` seconds: crops of their utterances (``audio`` gives the
+    samples), after an exponential pause or overlapping the previous turn, plus back-channels."""
     placed: list[_Placed] = []
     prev: _Placed | None = None
     cursor = float(rng.uniform(0.2, 1.0))
@@ -285,7 +287,7 @@ def simulate_conversation(
     speakers = choose_speakers(rng, sorted(pool), min(count, len(pool)))
     target = float(rng.uniform(*cfg.duration_s))
     speakers, pool, alphas = _warp_voices(seed, speakers, pool, cfg)
-    turns = _draw_turns(rng, speakers, pool, _VoiceMap(audio, alphas), cfg, target)
+    turns = draw_turns(rng, speakers, pool, _VoiceMap(audio, alphas), cfg, target)
 
     total = max(t.end for t in turns) + float(rng.uniform(0.2, 1.0))
     n = int(total * SAMPLE_RATE)
