@@ -63,6 +63,13 @@ down:  ## stop what `make up` started (Ray Serve, MLflow)
 	-$(BIN)/flywheel serve down
 	-$(BIN)/flywheel mlflow --stop
 
+.PHONY: label-studio label-studio-stop
+label-studio: setup  ## Label Studio review queue at http://127.0.0.1:8080 (background; runtime/label-studio/)
+	$(BIN)/flywheel label serve
+
+label-studio-stop:  ## stop the background Label Studio server
+	$(BIN)/flywheel label serve --stop
+
 load-test:  ## load benchmark of the serving path (minutes; writes reports/benchmarks/load.json)
 	$(BIN)/python benchmarks/load.py
 

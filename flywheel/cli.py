@@ -33,6 +33,11 @@ app.add_typer(db_app, name="db")
 app.add_typer(serve_app, name="serve")
 app.add_typer(audio_app, name="audio")
 
+# Label Studio review queue (labeling/cli.py): serve, push, pull.
+from labeling.cli import label_app  # noqa: E402
+
+app.add_typer(label_app, name="label")
+
 PROFILE = typer.Option("smoke", "--profile", "-p", help="Data profile from params.yaml: smoke or full.")
 TRACK = typer.Option(
     True, "--track/--no-track", help="Log the run to MLflow (skipped with a message when it is down)."
