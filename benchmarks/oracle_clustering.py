@@ -97,15 +97,17 @@ def oracle_centroid_assignment(system: NeuralDiarizer, item: TestItem, local) ->
 
 
 def main(
-    system_name: str = typer.Option("fast-cnn", "--system", help="Neural system (fast-cnn, distilhubert)."),
+    system_name: str = typer.Option(
+        "fast-cnn", "--system", help="Neural system (fast-cnn, distilhubert, teacher)."
+    ),
     model_path: Path = typer.Option(None, help="ONNX model (default: the release model)."),
     dev_set: Path = typer.Option(Path("data/conversations/full/dev"), help="Dev folder (wav + rttm)."),
     step: float = typer.Option(None, help="Chunk step in seconds (default: params.yaml)."),
 ) -> None:
     """Print DER with the system's clustering and with oracle clustering (collar 0, overlap scored)."""
-    from flywheel.systems.onnx_system import OnnxSystem
+    from flywheel.systems import get_system
 
-    system = OnnxSystem(system_name, model_path=model_path, step_s=step)
+    system = get_system(system_name, model_path=model_path, step_s=step)
     real, known_count, centroid_rows, oracle = [], [], [], []
     table = np.zeros((MAX_COUNT + 1, MAX_COUNT + 1))
     for item in iter_test_set(dev_set):

@@ -94,6 +94,21 @@ def data_ami(
     main(source=None, out_dir=out_dir or _data_dir() / "ami-debug")
 
 
+@data_app.command("real")
+def data_real(
+    inventory_dir: Path = typer.Option(None, help="Inventory directory (default: data/inventory/full)."),
+    out_dir: Path = typer.Option(None, help="Output directory (default: data/real)."),
+) -> None:
+    """Build dev-real, confirm-real and test-real: real voices only, held-out speakers, another acoustic
+    recipe than training (the sets every decision is made on)."""
+    from pipelines.build_real_sets import main
+
+    main(
+        inventory_dir=inventory_dir or _data_dir() / "inventory" / "full",
+        out_dir=out_dir or _data_dir() / "real",
+    )
+
+
 @data_app.command("teacher")
 def data_teacher(
     profile: str = PROFILE,

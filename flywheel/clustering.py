@@ -156,6 +156,66 @@ def agglomerative_cluster(
     return _first_appearance_order(np.asarray(labels))
 
 
+def spectral_cluster(
+    embeddings: np.ndarray,
+    merge_threshold: float = 0.0,
+    max_speakers: int | None = None,
+    min_speakers: int = 1,
+    num_speakers: int | None = None,
+    pval: float = 0.02,
+    min_neighbours: int = 6,
+    max_points: int = DEFAULT_MAX_POINTS,
+    seed: int = 0,
+) -> np.ndarray:
+    """Spectral clustering of ``embeddings`` ``(n, d)`` with the speaker count from the eigengap.
+
+    The cosine-similarity matrix keeps, per row, its ``max(min_neighbours, pval * n)`` largest entries
+    (the rest set to 0), is symmetrised, and the count is the position of the largest gap between
+    consecutive eigenvalues of its Laplacian (within ``[min_speakers, max_speakers]``, 10 at most
+    by default); k-means on the first ``k`` eigenvectors gives the labels. Clusters whose centroids are
+    closer than ``merge_threshold`` (cosine distance, average linkage) are then merged: the count is
+    automatic, the threshold only joins what the eigengap split too finely. ``num_speakers`` fixes
+    the count (no merging). Above ``max_points`` items (the eigendecomposition grows as n³) this
+    falls back to :func:`agglomerative_cluster` at ``merge_threshold``.
+
+    Returns ``n`` labels ``0..k-1`` in first-appearance order.
+    """
+    x = unit_rows(np.asarray(embeddings, dtype=np.float64))
+    n = len(x)
+    if n < 3:
+        return np.zeros(n, dtype=np.int64)
+    if n > max_points:
+        bound = num_speakers or max_speakers
+        return agglomerative_cluster(
+            x, merge_threshold, max_speakers=bound, min_speakers=num_speakers or min_speakers
+        )
+    from sklearn.cluster import KMeans
+
+    sim = x @ x.T
+    keep = min(n, max(min_neighbours, int(round(pval * n))))
+    pruned = np.where(sim >= np.sort(sim, axis=1)[:, -keep][:, None], sim, 0.0)
+    affinity = np.maximum(0.5 * (pruned + pruned.T), 0.0)
+    np.fill_diagonal(affinity, 0.0)
+    laplacian = np.diag(affinity.sum(axis=1)) - affinity
+    eigvals, eigvecs = np.linalg.eigh(laplacian)
+    if num_speakers is not None:
+        k = min(num_speakers, n)
+    else:
+        upper = min(max_speakers or 10, n - 1)
+        lower = min(max(min_speakers, 1), upper)
+        gaps = np.diff(eigvals[: upper + 1])
+        k = int(np.argmax(gaps[lower - 1 : upper])) + lower
+    if k <= 1:
+        return np.zeros(n, dtype=np.int64)
+    labels = KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(eigvecs[:, :k])
+    if num_speakers is None and merge_threshold > 0:
+        ids = np.unique(labels)
+        centroids = np.stack([x[labels == c].mean(axis=0) for c in ids])
+        merged = agglomerative_cluster(centroids, merge_threshold, min_speakers=min(min_speakers, len(ids)))
+        labels = merged[np.searchsorted(ids, labels)]
+    return _first_appearance_order(labels)
+
+
 def dissolve_small_clusters(
     embeddings: np.ndarray,
     labels: np.ndarray,

@@ -33,4 +33,5 @@ UV=".venv/bin/uv"
 # so their heavy or broken dependency pins (torchaudio, old librosa) are not installed.
 "$UV" pip install --python .venv/bin/python --no-deps "resemblyzer==0.1.4" "silero-vad==6.2.3"
 bash scripts/setup_label_studio.sh  # Label Studio review queue: own venv + Debian chromium (browser test)
+bash scripts/setup_teacher.sh  # the teacher: .venv-teacher (pyannote.audio, senko) + models/teacher/*.onnx
 echo "setup done: activate with 'source .venv/bin/activate'"

@@ -60,6 +60,9 @@ _REGISTRY: dict[str, str] = {
     "baseline": "flywheel.systems.baseline:BaselineSystem",
     "fast-cnn": "flywheel.systems.onnx_system:FastCNNSystem",
     "distilhubert": "flywheel.systems.onnx_system:DistilHubertSystem",
+    "teacher": "flywheel.systems.teacher:TeacherSystem",
+    "senko": "flywheel.systems.external:SenkoSystem",
+    "pyannote": "flywheel.systems.external:PyannoteSystem",
 }
 
 

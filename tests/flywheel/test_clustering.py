@@ -155,3 +155,31 @@ def test_refinement_leaves_one_cluster_alone() -> None:
     x, _ = blobs([12])
     labels, _ = refine_centred(x, np.zeros(12, dtype=int), np.ones(12), iterations=5)
     assert np.array_equal(labels, np.zeros(12))
+
+
+def _blobs(rng: np.random.Generator, sizes: list[int], dim: int = 32, spread: float = 0.15) -> tuple:
+    centres = rng.standard_normal((len(sizes), dim))
+    x = np.concatenate(
+        [c + spread * rng.standard_normal((n, dim)) for c, n in zip(centres, sizes, strict=True)]
+    )
+    truth = np.repeat(np.arange(len(sizes)), sizes)
+    return x, truth
+
+
+def test_spectral_cluster_finds_the_count_from_the_eigengap() -> None:
+    from flywheel.clustering import spectral_cluster
+
+    x, truth = _blobs(np.random.default_rng(0), [40, 25, 30])
+    labels = spectral_cluster(x)
+    assert len(set(labels)) == 3
+    for c in range(3):  # every true cluster lands in exactly one predicted cluster
+        assert len(set(labels[truth == c])) == 1
+
+
+def test_spectral_cluster_count_can_be_fixed_or_merged() -> None:
+    from flywheel.clustering import spectral_cluster
+
+    x, _ = _blobs(np.random.default_rng(1), [30, 30, 30])
+    assert len(set(spectral_cluster(x, num_speakers=2))) == 2
+    assert len(set(spectral_cluster(x, merge_threshold=1.5))) == 1  # everything is "close" at 1.5
+    assert spectral_cluster(x[:2]).tolist() == [0, 0]
