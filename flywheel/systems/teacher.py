@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+from pyannote.core import Annotation
 from scipy.optimize import linear_sum_assignment
 
 from flywheel.audio import SAMPLE_RATE
@@ -44,6 +45,7 @@ from flywheel.features import FeatureConfig
 from flywheel.kaldi_fbank import FRAME_LENGTH, FRAME_SHIFT, kaldi_fbank
 from flywheel.onnx_model import METADATA_KEY, session_options
 from flywheel.pretrained import CAMPPLUS_ONNX, SEGMENTATION_ONNX, teacher_onnx
+from flywheel.stitching import aggregate, binarize, smooth, to_annotation
 from flywheel.systems.neural import POWERSET, LocalResults, NeuralDiarizer, NeuralParams
 
 MIN_EMBED_FRAMES = 20  # fbank frames (0.2 s): CAM++ needs a little context to say anything
@@ -140,6 +142,9 @@ class TeacherParams(NeuralParams):
     window_s: float = 1.5
     window_step_s: float = 0.75
     min_window_s: float = 0.5  # solo runs shorter than this give no window
+    # where the stitched output has one speaker, take the speaker its windows vote for instead of
+    # the local speaker's (segmentation's local speakers sometimes drift from one voice to another)
+    solo_override: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -157,6 +162,7 @@ class TeacherLocal(LocalResults):
 
     window_frames: np.ndarray | None = None  # (W, 2)
     window_embeddings: np.ndarray | None = None  # (W, D)
+    window_labels: np.ndarray | None = None  # (W,) set by the last ``assign``
 
 
 def solo_grid_frames(local: LocalResults) -> np.ndarray:
@@ -199,10 +205,13 @@ class TeacherSystem(NeuralDiarizer):
         segmentation_path: str | Path | None = None,
         embedding_path: str | Path | None = None,
         threads: int = 1,
+        model_path: str | Path | None = None,
         **overrides: Any,
     ):
+        """``model_path`` (what serving passes for every arm) is the segmentation model's path."""
         config = dict(load_params().get("systems", {}).get("teacher", {}))
         config.update({k: v for k, v in overrides.items() if v is not None})
+        segmentation_path = segmentation_path or model_path
         seg = Path(segmentation_path or config.get("segmentation_path") or SEGMENTATION_ONNX)
         emb = Path(embedding_path or config.get("embedding_path") or CAMPPLUS_ONNX)
         seg, emb = (p if p.is_absolute() else REPO_ROOT / p for p in (seg, emb))
@@ -277,7 +286,42 @@ class TeacherSystem(NeuralDiarizer):
         if p.refine_iterations > 0 and labels.max() > 0:
             labels, _ = refine_centred(emb, labels, seconds, p.refine_iterations)
         k = int(labels.max()) + 1
+        local.window_labels = labels
         return vote_assignment(local, active, local.window_frames, labels, k), k
+
+    def stitch(self, local: LocalResults, assignment: np.ndarray, k: int, uri: str = "audio") -> Annotation:
+        """The arms' stitching; with ``solo_override``, single-speaker frames covered by windows take
+        the speaker the windows vote for."""
+        p: TeacherParams = self.params  # type: ignore[assignment]
+        labels = getattr(local, "window_labels", None)
+        if k == 0 or not p.solo_override or labels is None:
+            return super().stitch(local, assignment, k, uri)
+        probs = local.probabilities.astype(np.float32) if local.probabilities is not None else local.activity
+        scores, count = aggregate(
+            probs, assignment, local.chunk_frames, local.num_frames, k, p.chunk_weighting
+        )
+        scores, count = smooth(scores, count, p.smoothing_s, self.frame_s)
+        binary = binarize(scores, count)
+        votes = frame_votes(local.window_frames, labels, k, local.num_frames)
+        single = (binary.sum(axis=1) == 1) & (votes.sum(axis=1) > 0)
+        binary[single] = 0
+        binary[np.flatnonzero(single), votes[single].argmax(axis=1)] = 1
+        return to_annotation(
+            binary,
+            self.frame_s,
+            local.duration,
+            uri,
+            min_duration_on=p.min_duration_on,
+            min_duration_off=p.min_duration_off,
+        )
+
+
+def frame_votes(window_frames: np.ndarray, labels: np.ndarray, k: int, num_frames: int) -> np.ndarray:
+    """``(num_frames, k)``: how many windows of each cluster cover every frame."""
+    votes = np.zeros((num_frames + 1, k))
+    for (a, b), lab in zip(window_frames, labels, strict=True):
+        votes[a:b, lab] += 1.0
+    return votes[:num_frames]
 
 
 def vote_assignment(
@@ -287,10 +331,7 @@ def vote_assignment(
     the windows covering it vote; a slot sums the votes over its solo frames (all its active frames
     if those have none, the nearest voted frame's if still none), and each chunk's slots take
     distinct speakers by Hungarian assignment on those sums."""
-    votes = np.zeros((local.num_frames + 1, k))
-    for (a, b), lab in zip(window_frames, labels, strict=True):
-        votes[a:b, lab] += 1.0
-    votes = votes[: local.num_frames]
+    votes = frame_votes(window_frames, labels, k, local.num_frames)
     voted = np.flatnonzero(votes.sum(axis=1) > 0)
     assignment = np.full(active.shape, -1, dtype=np.int64)
     frames = local.activity.shape[1]
