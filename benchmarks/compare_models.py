@@ -44,9 +44,11 @@ def turn_counts(annotation: Annotation) -> tuple[int, int]:
 
 
 def main(
-    model_b: Path = typer.Option(..., help="ONNX model to compare (the candidate)."),
+    model_b: Path = typer.Option(None, help="ONNX model to compare (the candidate; default: A's model)."),
     model_a: Path = typer.Option(None, help="ONNX model to compare against (default: the release model)."),
-    system_name: str = typer.Option("fast-cnn", "--system", help="Neural system (fast-cnn, distilhubert)."),
+    system_name: str = typer.Option(
+        "fast-cnn", "--system", help="Neural system (fast-cnn, distilhubert, teacher)."
+    ),
     threshold_a: float = typer.Option(None, help="Clustering threshold for A (default: params.yaml)."),
     threshold_b: float = typer.Option(None, help="Clustering threshold for B (default: params.yaml)."),
     step_a: float = typer.Option(None, help="Chunk step in seconds for A (default: params.yaml)."),
@@ -62,10 +64,10 @@ def main(
 ) -> None:
     """Print both DERs, B - A with its bootstrap interval and a verdict; write JSON and a plot."""
     from experiments.plots import paired_der_chart
-    from flywheel.systems.onnx_system import OnnxSystem
+    from flywheel.systems import get_system
 
-    system_a = OnnxSystem(system_name, model_path=model_a, threshold=threshold_a, step_s=step_a)
-    system_b = OnnxSystem(system_name, model_path=model_b, threshold=threshold_b, step_s=step_b)
+    system_a = get_system(system_name, model_path=model_a, threshold=threshold_a, step_s=step_a)
+    system_b = get_system(system_name, model_path=model_b or model_a, threshold=threshold_b, step_s=step_b)
     system_a.params = override_params(system_a.params, parse_overrides(pipeline_a))
     system_b.params = override_params(system_b.params, parse_overrides(pipeline_b))
     items = list(iter_test_set(eval_set))

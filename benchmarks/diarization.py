@@ -150,9 +150,9 @@ def score(system: Any, name: str, label: str, path: Path) -> dict[str, Any]:
     return {
         "der_collar_0": c0["der"],
         "der_collar_0.25": rep["total"]["collar_0.25"]["der"],
-        "miss": c0["miss"],
-        "false_alarm": c0["false_alarm"],
-        "confusion": c0["confusion"],
+        "miss": c0["missed_rate"],
+        "false_alarm": c0["false_alarm_rate"],
+        "confusion": c0["confusion_rate"],
         "breakdown_collar_0": c0,
         "real_time_factor": rep["real_time_factor"],
         "files": len(rep["files"]),

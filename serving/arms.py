@@ -80,12 +80,15 @@ class Arm:
 
     # -- loading --------------------------------------------------------------------------------
     def _build(self, champion: Champion) -> LoadedModel:
+        from flywheel.systems import available_systems, get_system
         from flywheel.systems.onnx_system import OnnxSystem
 
         key = champion.key
-        system = OnnxSystem(
-            champion.model_name, model_path=champion.path, threads=self.spec.threads, **self.spec.overrides
-        )
+        options = {"model_path": champion.path, "threads": self.spec.threads, **self.spec.overrides}
+        if champion.model_name in available_systems():  # fast-cnn, distilhubert, teacher
+            system = get_system(champion.model_name, **options)
+        else:  # another registered ONNX model of the arms' kind
+            system = OnnxSystem(champion.model_name, **options)
         return LoadedModel(system, champion, key)
 
     def refresh(self) -> bool:

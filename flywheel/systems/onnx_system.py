@@ -13,7 +13,12 @@ RELEASE_DIR = REPO_ROOT / "models" / "release"
 
 
 def release_model_path(name: str) -> Path:
-    """The ONNX release model kept in the repository for ``name``."""
+    """The ONNX release model kept in the repository for ``name`` (for the ``teacher``: its
+    segmentation model, exported by ``scripts/setup_teacher.sh``, with CAM++ beside it)."""
+    if name == "teacher":
+        from flywheel.pretrained import SEGMENTATION_ONNX
+
+        return SEGMENTATION_ONNX
     return RELEASE_DIR / f"{name}.onnx"
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 import pytest
 
+from flywheel.pretrained import SEGMENTATION_ONNX
 from serving.arms import Arm, ArmSpec
 from serving.champion import Champion, env_var, resolve
 
@@ -102,3 +103,24 @@ def test_an_mlflow_outage_does_not_swap_the_champion_for_the_release_model(
     assert not arm.refresh()  # MLflow down: release offered, refused
     assert arm.describe()["model_version"] == "3" and arm.describe()["source"] == "mlflow"
     assert arm.refresh() and arm.describe()["model_version"] == "4"  # a new MLflow version still swaps
+
+
+@pytest.mark.skipif(
+    not SEGMENTATION_ONNX.exists(),
+    reason="models/teacher/*.onnx missing: run `bash scripts/setup_teacher.sh`",
+)
+def test_teacher_arm_serves_the_pretrained_models(
+    speech: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLYWHEEL_MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # no registry: release files
+    from flywheel.config import get_settings
+
+    get_settings.cache_clear()
+    try:
+        arm = Arm(ArmSpec.from_dict("teacher", {"threads": 1, "poll_s": 0}))
+        assert arm.refresh() and arm.available
+        assert arm.model.champion.path.name == "segmentation-3.0.onnx"
+        out = arm.diarize(speech)
+        assert out["model"] == "teacher" and out["segments"], out
+    finally:
+        get_settings.cache_clear()
