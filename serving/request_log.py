@@ -14,9 +14,12 @@ whatever becomes of a request, it is logged exactly once, when it ends:
 The read-only endpoints (``GET /v1/health``, ``/v1/models``, the OpenAPI docs) are not logged.
 
 The request id is Ray Serve's (its HTTP proxy and the direct ingress ports put an ``X-Request-Id``
-on the request and echo it on the response) when that is a UUID not seen recently by this replica,
-else a fresh UUID; the same id is in the response body, the ``X-Request-Id`` header, the database
-row and the JSON log lines (:mod:`serving.app_logging`).
+on the request, the client's own if it sent one, and echo it on the response) when it fits the
+column (1-36 printable ASCII characters) and was not seen recently by this process, else a fresh
+UUID; the same id is in the response body, the ``X-Request-Id`` header, the database row and the
+JSON log lines (:mod:`serving.app_logging`). The one exception: a client-sent id that is too long
+or repeats a recent one is replaced in the body and the row, while Ray's header still echoes the
+client's value.
 
 Requests that the HTTP server refuses before there is a request at all (a malformed request line or
 header: uvicorn's own 400) are logged as rows too when they reach the ingress process, i.e. on the
@@ -56,7 +59,7 @@ access = logging.getLogger("serving.access")
 UNLOGGED = frozenset(
     {"/v1/health", "/v1/models", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 )
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_ACCEPTED_ID = re.compile(r"^[\x20-\x7e]{1,36}$")  # what fits the request_id column, printable
 RECENT_IDS = 65536  # ids remembered per process, to refuse a client re-using one
 MALFORMED = ("Invalid HTTP request received.", "Unsupported upgrade request.")
 _recent: OrderedDict[str, None] = OrderedDict()  # request ids of this process, newest last
@@ -151,9 +154,9 @@ class RequestLogMiddleware:
     @staticmethod
     def _request_id(scope: Scope) -> str:
         incoming = next((v for k, v in scope.get("headers", ()) if k == b"x-request-id"), b"")
-        candidate = incoming.decode("latin-1").strip().lower()
+        candidate = incoming.decode("latin-1").strip()
         with _recent_lock:
-            if not _UUID.match(candidate) or candidate in _recent:
+            if not _ACCEPTED_ID.match(candidate) or candidate in _recent:
                 candidate = str(uuid.uuid4())
             _recent[candidate] = None
             if len(_recent) > RECENT_IDS:

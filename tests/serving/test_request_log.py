@@ -82,14 +82,28 @@ def test_an_exception_is_a_logged_500_with_the_request_id(service, clip1: bytes,
     assert any(x["logger"] == "serving.access" and x["http_status"] == 500 for x in lines)
 
 
-def test_a_client_uuid_request_id_is_kept_unless_it_repeats(service, clip1: bytes) -> None:
+def test_a_client_request_id_is_kept_unless_it_repeats_or_does_not_fit(service, clip1: bytes) -> None:
     mine = str(uuid.uuid4())
     first = call(service, "POST", "/v1/diarize", content=clip1, headers={"X-Request-Id": mine})
     again = call(service, "POST", "/v1/diarize", content=clip1, headers={"X-Request-Id": mine})
     odd = call(service, "POST", "/v1/diarize", content=clip1, headers={"X-Request-Id": "x" * 300})
+    sql = f"'; DROP TABLE predictions; -- {uuid.uuid4().hex[:4]}"
+    quoted = call(service, "POST", "/v1/diarize", content=clip1, headers={"X-Request-Id": sql})
     assert first.json()["request_id"] == mine
     assert again.json()["request_id"] != mine  # a repeat would collide with the first row
     assert odd.json()["request_id"] != "x" * 300 and len(odd.json()["request_id"]) == 36
+    assert quoted.json()["request_id"] == sql  # bound parameters: just a string
+    found = {r.request_id for r in rows_by_id(service, [mine, sql])}
+    assert found == {mine, sql}
+
+
+def rows_by_id(service, ids: list[str]) -> list:
+    assert service.logger.flush(30)
+    engine = make_engine(service.settings.resolved_database_url)
+    with engine.connect() as conn:
+        found = conn.execute(select(Prediction).where(Prediction.request_id.in_(ids))).all()
+    engine.dispose()
+    return found
 
 
 async def _asgi(service, receive, client: str) -> list[dict]:
