@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from experiments.tune import write_yaml_value
 from flywheel.audio import load_audio
-from flywheel.config import get_settings
+from flywheel.config import get_settings, load_params
 from flywheel.metrics import aggregate, der_breakdown
 from flywheel.testset import iter_test_set
 
@@ -77,11 +77,15 @@ def _annotation(segments: list[tuple[float, float, str]], uri: str):
 
 def main(
     dev_set: list[Path] = typer.Option(..., help="Dev folder (wav + rttm); repeat for several. Never test."),
-    segmentation_step: float = typer.Option(0.1, help="pyannote's step, as a share of the 10 s chunk."),
+    segmentation_step: float = typer.Option(
+        None, help="pyannote's step, as a share of the 10 s chunk (default: params.yaml systems.pyannote)."
+    ),
     write_params: bool = typer.Option(False, help="Write the best point into params.yaml."),
     output: Path = typer.Option(None, help="Also write the whole table as JSON here."),
 ) -> None:
     """Search pyannote's clustering hyper-parameters on dev sets (lowest total DER)."""
+    if segmentation_step is None:
+        segmentation_step = float(load_params()["systems"]["pyannote"]["segmentation_step"])
     table = search(dev_set, segmentation_step)
     for row in table:
         c = row["hyperparameters"]["clustering"]

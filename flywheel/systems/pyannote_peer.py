@@ -30,36 +30,53 @@ MIN_FRAMES = 20  # fbank frames (0.2 s) an embedding needs; fewer gives NaN, as 
 class CampPlusEmbedding(Model):
     """CAM++ as a pyannote embedding model: ``forward(waveforms (B, 1, T), weights (B, F))`` -> ``(B, 192)``,
     Kaldi fbank frames selected where the weight (a 0/1 speaker mask on ``F`` frames) is on,
-    mean-normalised over them; NaN where fewer than :data:`MIN_FRAMES` remain."""
+    mean-normalised over them; NaN where fewer than :data:`MIN_FRAMES` remain.
+
+    The network runs from the parity-checked ONNX export (``models/teacher/campplus.onnx``, about 1.8x
+    faster than eager torch on one thread here) with the fbank of :mod:`flywheel.kaldi_fbank`; the
+    fbank of a chunk is computed once for its local speakers, which pyannote sends one after another."""
 
     def __init__(self) -> None:
         super().__init__(sample_rate=16000, num_channels=1)
-        from training.teacher_export import load_campplus
+        import onnxruntime as ort
 
-        self.campplus = load_campplus()
+        from flywheel.onnx_model import session_options
+        from flywheel.pretrained import CAMPPLUS_ONNX, teacher_onnx
+
+        self.session = ort.InferenceSession(
+            str(teacher_onnx(CAMPPLUS_ONNX)), session_options(1), providers=["CPUExecutionProvider"]
+        )
+        self._last: tuple[bytes, np.ndarray] | None = None
 
     @property
     def dimension(self) -> int:
         return 192
 
-    def forward(self, waveforms: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
-        from torchaudio.compliance import kaldi
+    def _fbank(self, waveform: np.ndarray) -> np.ndarray:
+        from flywheel.kaldi_fbank import kaldi_fbank
 
-        out = torch.full((waveforms.shape[0], self.dimension), float("nan"))
+        key = waveform[:: max(1, len(waveform) // 64)].tobytes() + str(len(waveform)).encode()
+        if self._last is None or self._last[0] != key:
+            self._last = (key, kaldi_fbank(waveform))
+        return self._last[1]
+
+    def forward(self, waveforms: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        out = np.full((waveforms.shape[0], self.dimension), np.nan, dtype=np.float32)
         for b in range(waveforms.shape[0]):
             if weights is not None and not bool((weights[b] > 0.5).any()):
                 continue
-            fbank = kaldi.fbank(waveforms[b, :1], num_mel_bins=80, dither=0.0, sample_frequency=16000)
+            fbank = self._fbank(waveforms[b, 0].detach().cpu().numpy().astype(np.float32))
             if weights is not None:
-                w = weights[b]
-                idx = torch.clamp(
-                    (torch.arange(len(fbank)) * 160 + 200) * len(w) // waveforms.shape[-1], max=len(w) - 1
+                w = weights[b].detach().cpu().numpy()
+                idx = np.minimum(
+                    (np.arange(len(fbank)) * 160 + 200) * len(w) // waveforms.shape[-1], len(w) - 1
                 )
                 fbank = fbank[w[idx] > 0.5]
             if len(fbank) < MIN_FRAMES:
                 continue
-            out[b] = self.campplus((fbank - fbank.mean(dim=0))[None])[0]
-        return out
+            feats = (fbank - fbank.mean(axis=0, keepdims=True))[None]
+            out[b] = self.session.run(None, {"fbank": feats})[0][0]
+        return torch.from_numpy(out)
 
 
 def build_pipeline(hyperparameters: dict[str, Any] | None = None, segmentation_step: float = 0.1):
