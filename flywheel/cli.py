@@ -38,6 +38,14 @@ from labeling.cli import label_app  # noqa: E402
 
 app.add_typer(label_app, name="label")
 
+# The flywheel's review side: `flywheel pseudo-label` (= `flywheel label pseudo-label`, labeling/cli.py)
+# and `flywheel ab report` (experiments/ab_report.py); both import their work lazily.
+from experiments.ab_report import report_command as ab_report_command  # noqa: E402
+from labeling.cli import pseudo_label as pseudo_label_command  # noqa: E402
+
+app.command("pseudo-label")(pseudo_label_command)
+ab_app.command("report")(ab_report_command)
+
 PROFILE = typer.Option("smoke", "--profile", "-p", help="Data profile from params.yaml: smoke or full.")
 TRACK = typer.Option(
     True, "--track/--no-track", help="Log the run to MLflow (skipped with a message when it is down)."

@@ -52,26 +52,129 @@ def serve(
 
 @label_app.command("push")
 def push(
-    items: Path = typer.Option(..., "--items", exists=True, dir_okay=False, help="Review items (JSONL)."),
-    budget: int = typer.Option(None, "--budget", min=1, help="At most this many items get new tasks."),
+    items: Path = typer.Option(
+        None, "--items", exists=True, dir_okay=False, help="Review items (JSONL); or --from-pseudo-labels."
+    ),
+    from_pseudo_labels: bool = typer.Option(
+        False,
+        "--from-pseudo-labels",
+        help="Select items from the pseudo-labels (disagreement, low confidence, arm balance; "
+        "params.yaml: review) instead of a JSONL file.",
+    ),
+    budget: int = typer.Option(
+        None,
+        "--budget",
+        min=1,
+        help="At most this many items get new tasks (default with --from-pseudo-labels: review.budget).",
+    ),
+    since: str = typer.Option(
+        None, "--since", help="With --from-pseudo-labels: only requests logged since DATE (ISO, UTC)."
+    ),
+    database_url: str = typer.Option(
+        None, "--database-url", help="Prediction database (default: FLYWHEEL_DATABASE_URL or SQLite)."
+    ),
 ) -> None:
     """Import review items as Label Studio tasks with their segments as pre-annotations (idempotent)."""
     from labeling.client import LabelStudioClient, LabelStudioError
-    from labeling.push import push_file
+    from labeling.items import read_items
+    from labeling.push import push_items
     from labeling.settings import LabelingSettings, credentials
 
+    if (items is None) == (not from_pseudo_labels):
+        raise _fail("give exactly one of --items FILE or --from-pseudo-labels")
     settings = LabelingSettings()
     try:
+        if from_pseudo_labels:
+            from labeling.pseudo_label import parse_since
+            from labeling.selection import SelectionRules, review_items_from_log
+
+            rules = SelectionRules.from_params()
+            budget = budget or rules.budget
+            selected = review_items_from_log(
+                _database_url(database_url), _audio_dir(), rules, since=parse_since(since)
+            )
+            typer.echo(f"{len(selected)} pseudo-labelled items ranked; pushing at most {budget} new")
+        else:
+            selected = read_items(items)
         with LabelStudioClient(
             settings.url, credentials(settings).token, settings.label_studio_timeout_s
         ) as c:
-            report = push_file(items, c, settings, budget=budget)
+            report = push_items(selected, c, settings, budget=budget)
     except (LabelStudioError, ValueError, OSError) as err:
         raise _fail(f"push failed: {err}") from None
     typer.echo(
         f"project {report.project_id}: {len(report.created)} new tasks from {report.items} items, "
         f"{len(report.skipped)} already there ({settings.url}/projects/{report.project_id}/data)"
     )
+
+
+def _database_url(url: str | None) -> str:
+    from serving.settings import ServingSettings
+
+    return url or ServingSettings().resolved_database_url
+
+
+def _audio_dir() -> Path:
+    from serving.settings import ServingSettings
+
+    return ServingSettings().resolved_audio_dir
+
+
+def pseudo_label(
+    since: str = typer.Option(
+        None, "--since", help="Only requests logged at or after DATE (ISO date or time; naive = UTC)."
+    ),
+    limit: int = typer.Option(None, "--limit", min=1, help="At most N requests this run (oldest first)."),
+    local: bool = typer.Option(
+        False, "--local", help="Run the teacher in this process, without Ray (small runs, tests)."
+    ),
+    address: str = typer.Option(
+        None, "--address", help="Ray cluster address (default: RAY_ADDRESS; unset: embedded loopback Ray)."
+    ),
+    num_cpus: int = typer.Option(
+        None, "--num-cpus", min=1, help="CPUs of the embedded Ray (default: all); one teacher per CPU."
+    ),
+    out_dir: Path = typer.Option(
+        None, "--out-dir", help="Where <request_id>.rttm files go (default: data/pseudo-labels)."
+    ),
+    database_url: str = typer.Option(
+        None, "--database-url", help="Prediction database (default: FLYWHEEL_DATABASE_URL or SQLite)."
+    ),
+    audio_dir: Path = typer.Option(
+        None, "--audio-dir", help="Audio store (default: FLYWHEEL_AUDIO_DIR or runtime/audio)."
+    ),
+    retry_errors: bool = typer.Option(
+        False, "--retry-errors", help="Try again requests whose earlier run failed or had no audio."
+    ),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Run the teacher over logged audio without a pseudo-label: RTTM, confidence, disagreement."""
+    from labeling.pseudo_label import DEFAULT_OUT_DIR, parse_since, run_pseudo_labels
+
+    try:
+        when = parse_since(since)
+    except ValueError as err:
+        raise _fail(f"--since: {err}") from None
+    report = run_pseudo_labels(
+        _database_url(database_url),
+        audio_dir or _audio_dir(),
+        out_dir=out_dir or DEFAULT_OUT_DIR,
+        since=when,
+        limit=limit,
+        local=local,
+        address=address,
+        num_cpus=num_cpus,
+        retry_errors=retry_errors,
+        progress=progress,
+    )
+    typer.echo(
+        f"{report.pending} pending: {report.labelled} labelled ({report.reused} reused from the same audio), "
+        f"{report.failed} failed, {report.missing_audio} without audio; teacher ran on "
+        f"{report.teacher_runs} files in {report.seconds:.1f} s ({report.mode})"
+    )
+
+
+label_app.command("pseudo-label")(pseudo_label)
 
 
 @label_app.command("pull")
