@@ -62,6 +62,8 @@ class ArmDeployment:
         settings = ServingSettings()
         app_logging.configure(settings.resolved_log_dir, f"arm-{spec['name']}", settings.log_level)
         self.arm = Arm(ArmSpec.from_dict(spec["name"], spec.get("options")))
+        if self.arm.spec.nice > 0:  # a heavy arm gives way to the light ones on shared cores
+            os.nice(self.arm.spec.nice)
         if not self.arm.refresh():
             raise RuntimeError(f"arm {self.arm.name!r}: no model could be loaded")
         self.arm.start_polling()
@@ -107,7 +109,8 @@ class Ingress:
                 arm.start_polling()
             backend: Any = EmbeddedArms(arms, workers=a.embedded_workers)
         else:
-            backend = DeploymentArms(arm_handles or {})
+            retry_after = {name: ArmSpec.from_dict(name, opts).retry_after_s for name, opts in a.arms.items()}
+            backend = DeploymentArms(arm_handles or {}, retry_after)
         self.service = DiarizationService(backend, list(a.arms), a.weights, log_predictions=a.log_predictions)
 
     def __serve_build_asgi_app__(self) -> Any:

@@ -20,6 +20,16 @@ from serving.arms import Arm
 from serving.audio_store import to_pcm16
 
 
+class ArmOverloaded(Exception):
+    """The arm's replicas are all busy and its queue is full (``max_ongoing_requests`` and
+    ``max_queued_requests`` of its deployment): the request is shed, not queued."""
+
+    def __init__(self, arm: str, detail: str, retry_after_s: float = 1.0):
+        super().__init__(f"arm {arm!r} is at capacity, request shed: {detail}")
+        self.arm = arm
+        self.retry_after_s = retry_after_s
+
+
 class ArmBackend(Protocol):
     """What the ingress needs from the arms."""
 
@@ -73,16 +83,26 @@ class DeploymentArms:
 
     mode = "deployments"
 
-    def __init__(self, handles: dict[str, Any]):
+    def __init__(self, handles: dict[str, Any], retry_after_s: dict[str, float] | None = None):
         self.handles = handles
+        self.retry_after_s = retry_after_s or {}
 
     def available(self) -> list[str]:
         """Arms whose deployment exists (only arms with a model at deploy time get one)."""
         return sorted(self.handles)
 
     async def diarize(self, arm: str, samples: np.ndarray, num_speakers: int | None = None) -> dict[str, Any]:
-        """One handle hop to a replica of the arm, carrying the audio as 16-bit PCM bytes."""
-        return await self.handles[arm].diarize.remote(to_pcm16(samples), num_speakers)
+        """One handle hop to a replica of the arm, carrying the audio as 16-bit PCM bytes.
+
+        Raises :class:`ArmOverloaded` when Serve refuses the call because the arm's queue is full
+        (``BackPressureError``: ``max_queued_requests`` requests already wait for a free replica).
+        """
+        from ray.serve.exceptions import BackPressureError
+
+        try:
+            return await self.handles[arm].diarize.remote(to_pcm16(samples), num_speakers)
+        except BackPressureError as err:
+            raise ArmOverloaded(arm, str(err), self.retry_after_s.get(arm, 1.0)) from None
 
     async def describe(self) -> list[dict[str, Any]]:
         """Ask one replica of each arm."""

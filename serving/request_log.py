@@ -61,6 +61,7 @@ UNLOGGED = frozenset(
 )
 _ACCEPTED_ID = re.compile(r"^[\x20-\x7e]{1,36}$")  # what fits the request_id column, printable
 RECENT_IDS = 65536  # ids remembered per process, to refuse a client re-using one
+SHED = "shed"  # row status of a request refused because its arm was at capacity (503 + Retry-After)
 MALFORMED = ("Invalid HTTP request received.", "Unsupported upgrade request.")
 _recent: OrderedDict[str, None] = OrderedDict()  # request ids of this process, newest last
 _recent_lock = threading.Lock()
@@ -75,6 +76,7 @@ class Outcome:
     result: dict[str, Any] | None = None
     samples: np.ndarray | None = None
     error: str | None = None
+    row_status: str | None = None  # overrides the status derived from the HTTP status ("shed")
 
 
 @dataclass
@@ -99,7 +101,8 @@ def context_of(request: Request) -> RequestContext:
 
 
 def row_status(http_status: int) -> str:
-    """The ``status`` column for an HTTP status: ok, client_closed (499) or error."""
+    """The ``status`` column for an HTTP status: ok, client_closed (499) or error (``shed`` is set
+    by the route itself, see :data:`SHED`)."""
     if http_status < 400:
         return "ok"
     return "client_closed" if http_status == CLIENT_CLOSED else "error"
@@ -120,7 +123,7 @@ def record_of(ctx: RequestContext, method: str, path: str) -> tuple[PredictionRe
     samples = o.samples
     record = PredictionRecord(
         request_id=ctx.request_id,
-        status=row_status(status),
+        status=o.row_status or row_status(status),
         http_status=status,
         latency_ms=round((time.perf_counter() - ctx.t0) * 1000, 3),
         client_id=ctx.client_id,
@@ -213,7 +216,10 @@ class RequestLogMiddleware:
 
     def _finish(self, ctx: RequestContext, method: str, path: str) -> None:
         record, samples = record_of(ctx, method, path)
-        level = logging.ERROR if 500 <= record.http_status < 600 else logging.INFO
+        if record.status == SHED:  # a decision, not a failure: visible in "problems only", not an ERROR
+            level = logging.WARNING
+        else:
+            level = logging.ERROR if 500 <= record.http_status < 600 else logging.INFO
         access.log(
             level,
             "%s %s %d",

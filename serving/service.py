@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import time
 from collections.abc import Mapping
@@ -22,10 +23,10 @@ from flywheel.segments import annotation_from_turns, rttm_lines
 from serving import app_logging
 from serving.audio_store import AudioStore
 from serving.auth import AuthError, check_admin, check_api_key
-from serving.backends import ArmBackend
+from serving.backends import ArmBackend, ArmOverloaded
 from serving.limits import InputError, Limits, audio_bytes, decode, read_body
 from serving.prediction_log import PredictionLogger, PredictionRecord
-from serving.request_log import RequestContext, context_of
+from serving.request_log import SHED, RequestContext, context_of
 from serving.routing import Router, validate_weights
 from serving.settings import ServingSettings
 
@@ -145,7 +146,16 @@ class DiarizationService:
         except LookupError:
             raise InputError(503, "no model is available right now") from None
         outcome.arm = arm
-        result = await self.backend.diarize(arm, samples, num_speakers)
+        try:
+            result = await self.backend.diarize(arm, samples, num_speakers)
+        except ArmOverloaded as err:  # shed: 503 + Retry-After, one row with status 'shed'
+            outcome.status, outcome.error, outcome.row_status = 503, str(err), SHED
+            retry_after = max(1, math.ceil(err.retry_after_s))
+            return JSONResponse(
+                {"error": str(err), "request_id": ctx.request_id, "arm": arm, "retry_after_s": retry_after},
+                status_code=503,
+                headers={"Retry-After": str(retry_after), "X-Arm": arm},
+            )
         outcome.status, outcome.result = 200, result
         latency_ms = round((time.perf_counter() - t0) * 1000, 2)
         request_id = ctx.request_id

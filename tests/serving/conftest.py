@@ -1,6 +1,7 @@
 """Serving fixtures: test audio, an in-process (no Ray) app, and one live Ray Serve app per session.
 
-The live app runs both arms (``fast-cnn`` and ``distilhubert``) on the ``smoke_onnx`` model, bound to
+The live app runs two arms (``fast-cnn`` and ``distilhubert``) on the ``smoke_onnx`` model and the
+real ``teacher`` (weight 0, its shipped limits: the overload test drives it past them), bound to
 127.0.0.1, in the throughput-optimised mode; it is shut down (Ray included) at the end of the session.
 """
 
@@ -92,7 +93,9 @@ def live(smoke_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     config["http_options"]["port"] = port
     app = config["applications"][0]
     app["args"]["embed_arms"] = False  # one deployment per arm (embedded arms: test_api.py, benchmarks)
+    teacher = dict(app["args"]["arms"]["teacher"], poll_s=0)  # the shipped limits (test_overload.py)
     app["args"]["arms"] = {
+        "teacher": teacher,
         "fast-cnn": {"model_path": str(smoke_onnx), "poll_s": 0, "deployment": {"num_replicas": 1}},
         "distilhubert": {
             "model_name": "fast-cnn",

@@ -76,7 +76,7 @@ def test_health_models_docs(live: LiveApp) -> None:
         health = httpx.get(f"{base}/v1/health", timeout=30)
         assert health.status_code == 200 and health.json()["mode"] == "deployments"
     m = models(live)
-    assert {a["arm"] for a in m["arms"] if a["available"]} == {"fast-cnn", "distilhubert"}
+    assert {a["arm"] for a in m["arms"] if a["available"]} == {"fast-cnn", "distilhubert", "teacher"}
     assert httpx.get(f"{live.proxy}/docs", timeout=30).status_code == 200
 
 
