@@ -329,27 +329,12 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     if ray.is_initialized():
         yield "ray (already initialised)"
         return
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    if address:
-        ray.init(address=address, logging_level="WARNING", log_to_driver=False)
-        try:
-            yield f"ray cluster {address}"
-        finally:
-            ray.shutdown()
-        return
-    from serving.control import ray_env
+    from serving.control import start_ray  # the project's one way to join or start Ray (loopback)
 
-    for key, value in ray_env(throughput_optimized=False).items():
-        os.environ.setdefault(key, value)
-    ray.init(
-        _node_ip_address="127.0.0.1",
-        num_cpus=num_cpus,
-        include_dashboard=False,
-        logging_level="WARNING",
-        log_to_driver=False,
-    )
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    start_ray(address=address, num_cpus=num_cpus)
     try:
-        yield "embedded ray (127.0.0.1)"
+        yield f"ray cluster {address}" if address else "embedded ray (127.0.0.1)"
     finally:
         ray.shutdown()
 
