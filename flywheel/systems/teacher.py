@@ -99,8 +99,7 @@ class TeacherBackend:
 
     def embed(self, fbank: np.ndarray) -> np.ndarray:
         """CAM++ embedding of ``(T, 80)`` fbank frames (mean-normalised here)."""
-        feats = (fbank - fbank.mean(axis=0, keepdims=True))[None].astype(np.float32)
-        return self.embedding.run(None, {"fbank": feats})[0][0]
+        return self.embed_batch(fbank[None])[0]
 
     def embed_batch(self, fbanks: np.ndarray) -> np.ndarray:
         """CAM++ embeddings of ``(B, T, 80)`` equal-length fbank windows (each mean-normalised)."""
