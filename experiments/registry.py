@@ -1,15 +1,18 @@
-"""MLflow model registry for the two arms: registration, champion resolution, first-start bootstrap.
+"""MLflow model registry for the arms: registration, champion resolution, first-start bootstrap.
 
 Registered models ``fast-cnn`` and ``distilhubert``; every version is one ONNX file with tags
-``der_gate`` (DER, collar 0, overlap scored, on the gate set), ``gate_set``, ``latency_p50_ms``,
-``latency_p99_ms``, ``dataset_version``, ``git_commit`` and ``onnx_sha256``. The promotion gate
-(:mod:`experiments.promote`) sets the aliases ``champion`` / ``challenger`` (never stages) and tags
-the versions it promoted with ``promoted=true``.
+``der_gate`` (claimed at registration; the gate overwrites it with its own number), ``gate_set``,
+``latency_p50_ms``, ``latency_p99_ms``, ``dataset_version``, ``git_commit``, ``onnx_sha256`` and
+``pipeline`` (the pipeline settings the model carries, JSON). The promotion gate
+(:mod:`experiments.promote`) writes its signed record (:mod:`experiments.gate`) and is the only
+thing that sets the aliases ``champion`` / ``challenger`` (never stages).
 
-:func:`resolve_champion` is what serving calls: it never imports torch, verifies the champion's
-``der_gate`` against ``promotion.max_der`` (an alias moved by hand in the UI is not trusted), falls
-back to the last version the gate promoted, and to the release model kept in the repository
-(``models/release/<name>.onnx``) when MLflow is unreachable or has nothing.
+:func:`resolve_champion` is what serving calls: it never imports torch and trusts only the gate's
+record: the version under ``champion`` is served only when its record verifies, says ``champion``
+and names the SHA-256 of the file downloaded. Anything else (an alias moved by hand, a ``der_gate``
+typed by hand, a replaced file) is refused with a LOUD error, and the last version the gate made
+champion is served instead, else the release model kept in the repository
+(``models/release/<name>.onnx``), which is also the answer when MLflow is unreachable.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from experiments.gate import UngatedVersion, normalize_set, servable_record
 from experiments.mlflow_utils import (
     configure_client,
     file_sha256,
@@ -46,8 +50,7 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 REGISTRY_EXPERIMENT = "model-registry"
 RELEASE_DIR = REPO_ROOT / "models" / "release"
-DEFAULT_MAX_DER = 0.20
-DEFAULT_GATE_SET = "data/conversations/full/test"
+DEFAULT_GATE_SET = "data/real/confirm-real"  # experiments.gate_rules.DEFAULT_GATE_SET
 ONNX_ARTIFACT_DIR = "onnx"
 
 
@@ -64,30 +67,18 @@ class ChampionRef:
     path: Path  # local ONNX file
     der: float  # DER on the gate set (nan when unknown)
     source: Literal["mlflow", "release"]
+    sha256: str | None = None  # the digest the gate evaluated (mlflow): what the loaded file must have
+    pipeline: dict[str, Any] | None = None  # the pipeline settings the gate evaluated it with
 
 
 # ---------------------------------------------------------------- helpers
 
 
 def promotion_params(params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``params.yaml: promotion`` with defaults (max_der 0.20, beta 0.30, tolerance 0.01)."""
-    params = params if params is not None else load_params()
-    promotion = dict(params.get("promotion") or {})
-    promotion.setdefault("max_der", DEFAULT_MAX_DER)
-    promotion.setdefault("beta_max_der", 0.30)
-    promotion.setdefault("tolerance", 0.01)
-    promotion.setdefault("gate_set", DEFAULT_GATE_SET)
-    return promotion
+    """``params.yaml: promotion`` with defaults (:func:`experiments.gate_rules.promotion_params`)."""
+    from experiments.gate_rules import promotion_params as read
 
-
-def normalize_set(path: str | Path) -> str:
-    """A gate-set path as stored in tags: relative to the repository when inside it."""
-    p = Path(path)
-    p = (REPO_ROOT / p if not p.is_absolute() else p).resolve()
-    try:
-        return p.relative_to(REPO_ROOT.resolve()).as_posix()
-    except ValueError:
-        return p.as_posix()
+    return read(params)
 
 
 def client_for(uri: str | None = None) -> tuple[MlflowClient, str]:
@@ -113,11 +104,6 @@ def tag_float(version: ModelVersion | None, key: str = "der_gate") -> float:
         return float(version.tags.get(key, "nan"))
     except (TypeError, ValueError):
         return math.nan
-
-
-def passes_gate(der: float, max_der: float) -> bool:
-    """DER known and at most ``max_der``."""
-    return not math.isnan(der) and der <= max_der
 
 
 def _fmt(value: Any) -> str:
@@ -155,17 +141,35 @@ def all_versions(client: MlflowClient, name: str) -> list[ModelVersion]:
 
 
 def last_good_version(
-    client: MlflowClient, name: str, max_der: float, exclude: set[str] | None = None
+    client: MlflowClient, name: str, exclude: set[str] | None = None
 ) -> ModelVersion | None:
-    """Highest version the gate promoted (``promoted=true``) whose ``der_gate`` passes ``max_der``."""
-    good = [
-        v
-        for v in all_versions(client, name)
-        if v.tags.get("promoted") == "true"
-        and passes_gate(tag_float(v), max_der)
-        and str(v.version) not in (exclude or set())
-    ]
-    return good[-1] if good else None
+    """Highest version whose gate record verifies and says ``champion`` (the last good version)."""
+    for v in reversed(all_versions(client, name)):
+        if str(v.version) in (exclude or set()):
+            continue
+        try:
+            servable_record(v, allowed=frozenset({CHAMPION}))
+        except UngatedVersion:
+            continue
+        return v
+    return None
+
+
+def model_pipeline(name: str, onnx_path: Path) -> dict[str, Any]:
+    """The pipeline settings an ONNX file carries (its flywheel metadata), else ``params.yaml:
+    systems.<name>`` (an old file: what it would be served with today)."""
+    from flywheel.systems.onnx_system import pipeline_settings
+
+    try:
+        import onnx
+
+        props = {p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
+        carried = json.loads(props.get("flywheel", "{}")).get("pipeline")
+    except Exception:
+        carried = None
+    if carried:
+        return dict(carried)
+    return pipeline_settings(load_params().get("systems", {}).get(name, {}))
 
 
 # ---------------------------------------------------------------- register
@@ -225,6 +229,7 @@ def register(
         "gate_set": gate,
         "onnx_sha256": file_sha256(onnx_path),
         "onnx_file": onnx_path.name,
+        "pipeline": json.dumps(model_pipeline(model_name, onnx_path), sort_keys=True)[:5000],
         **{k: _fmt(v) for k, v in (tags or {}).items()},
     }
     mv = client.create_model_version(
@@ -239,11 +244,20 @@ def register(
 
 
 def download_version(
-    client: MlflowClient, version: ModelVersion, uri: str, cache_dir: Path | None = None
+    client: MlflowClient,
+    version: ModelVersion,
+    uri: str,
+    cache_dir: Path | None = None,
+    expected_sha: str | None = None,
 ) -> Path:
-    """The version's ONNX file in the local cache (downloaded once; checked against ``onnx_sha256``)."""
+    """The version's ONNX file in the local cache (downloaded once; checked against
+    ``expected_sha``, by default the ``onnx_sha256`` tag; a cached file that differs is replaced).
+
+    Raises:
+        ValueError: the downloaded file does not have the expected SHA-256.
+    """
     cache = (cache_dir or get_settings().model_cache_dir) / version.name / str(version.version)
-    expected = version.tags.get("onnx_sha256")
+    expected = expected_sha or version.tags.get("onnx_sha256")
     cached = sorted(cache.glob("*.onnx")) if cache.is_dir() else []
     if cached and (expected is None or file_sha256(cached[0]) == expected):
         return cached[0]
@@ -257,7 +271,10 @@ def download_version(
         if not files:
             raise FileNotFoundError(f"model version {version.name}/{version.version} holds no .onnx file")
         if expected and file_sha256(files[0]) != expected:
-            raise ValueError(f"{version.name}/{version.version}: downloaded ONNX does not match onnx_sha256")
+            raise ValueError(
+                f"{version.name}/{version.version}: downloaded ONNX has SHA-256 "
+                f"{file_sha256(files[0])[:16]}..., expected {expected[:16]}..."
+            )
         cache.mkdir(parents=True, exist_ok=True)
         target = cache / files[0].name
         os.replace(files[0], target)  # atomic: concurrent replicas never read a partial file
@@ -315,54 +332,89 @@ def _loud(message: str) -> None:
     log.error("\n%s\n!!! %s\n%s", bar, message, bar)
 
 
+def _gated_ref(client: MlflowClient, mv: ModelVersion, uri: str, cache_dir: Path | None) -> ChampionRef:
+    """Download a version and check it against its gate record.
+
+    Raises:
+        UngatedVersion: no valid ``champion`` record, or the file is not the one the gate evaluated.
+    """
+    record = servable_record(mv, allowed=frozenset({CHAMPION}))
+    try:
+        path = download_version(client, mv, uri, cache_dir, expected_sha=record.onnx_sha256)
+    except ValueError as err:  # the stored file is not the one the gate evaluated
+        raise UngatedVersion(f"{mv.name} v{mv.version}: {err} (file replaced or tampered with)") from None
+    servable_record(mv, path, allowed=frozenset({CHAMPION}))
+    der = math.nan if record.der is None else float(record.der)
+    return ChampionRef(
+        name=mv.name,
+        version=str(mv.version),
+        path=path,
+        der=der,
+        source="mlflow",
+        sha256=record.onnx_sha256,
+        pipeline=dict(record.pipeline) or None,
+    )
+
+
 def resolve_champion(
     model_name: str,
     tracking_uri: str | None = None,
     *,
     cache_dir: Path | None = None,
     release_dir: Path | None = None,
-    max_der: float | None = None,
 ) -> ChampionRef:
     """The ONNX model serving should load for ``model_name``.
 
-    1. the version under the ``champion`` alias, if its ``der_gate`` tag passes ``promotion.max_der``;
-    2. otherwise (alias set by hand to a failing version, or no alias) a LOUD error and the last
-       version the gate promoted whose ``der_gate`` passes;
-    3. otherwise, or when MLflow is unreachable or the download fails, the release model
+    1. the version under the ``champion`` alias, if the gate's record on it verifies, says
+       ``champion`` and names the SHA-256 of the downloaded file;
+    2. otherwise (alias set by hand, der_gate typed by hand, file replaced) a LOUD error and the
+       newest other version that passes the same check (the last good version);
+    3. otherwise, or when MLflow is unreachable or the lookup fails, the release model
        ``models/release/<name>.onnx`` (``source="release"``).
 
     Raises:
         FileNotFoundError: nothing usable in MLflow and no release model either.
     """
-    max_der = max_der if max_der is not None else float(promotion_params()["max_der"])
     try:
         client, uri = client_for(tracking_uri)
     except RegistryUnavailable as err:
         return _release_ref(model_name, release_dir, str(err))
     try:
         champion = get_alias(client, model_name, CHAMPION)
-        chosen = champion
-        if champion is not None and not passes_gate(tag_float(champion), max_der):
-            chosen = last_good_version(client, model_name, max_der, exclude={str(champion.version)})
+        refused: set[str] = set()
+        if champion is not None:
+            try:
+                return _gated_ref(client, champion, uri, cache_dir)
+            except UngatedVersion as err:
+                refused.add(str(champion.version))
+                problem = str(err)
+        for mv in reversed(all_versions(client, model_name)):
+            if str(mv.version) in refused:
+                continue
+            try:
+                ref = _gated_ref(client, mv, uri, cache_dir)
+            except UngatedVersion:
+                continue
+            if champion is not None:
+                _loud(
+                    f"REFUSED {model_name}@{CHAMPION} -> version {champion.version}: {problem}; "
+                    f"NOT serving it (only the promotion gate may set {CHAMPION}); serving the last "
+                    f"good version {mv.version} instead (`flywheel promote -m {model_name} -v "
+                    f"{champion.version}` runs the gate on it and moves the alias back)"
+                )
+            else:
+                log.warning("%s has no champion alias: using last gated v%s", model_name, mv.version)
+            return ref
+        if champion is not None:
             _loud(
-                f"{model_name}@{CHAMPION} is version {champion.version} with der_gate "
-                f"{champion.tags.get('der_gate')} > max_der {max_der} (alias set outside the promotion "
-                f"gate?): NOT serving it; falling back to "
-                + (f"last good version {chosen.version}" if chosen else "the release model")
+                f"REFUSED {model_name}@{CHAMPION} -> version {champion.version}: {problem}; NOT serving "
+                f"it (only the promotion gate may set {CHAMPION}); no gated version left: serving the "
+                "release model"
             )
-        elif champion is None:
-            chosen = last_good_version(client, model_name, max_der)
-            if chosen is not None:
-                log.warning("%s has no champion alias: using last promoted v%s", model_name, chosen.version)
-        if chosen is None:
-            return _release_ref(model_name, release_dir, f"no valid {CHAMPION} in MLflow at {uri}")
-        path = download_version(client, chosen, uri, cache_dir)
+        return _release_ref(model_name, release_dir, f"no gated {CHAMPION} in MLflow at {uri}")
     except Exception as err:  # registry errors must not take serving down
         log.error("%s: champion lookup in MLflow failed: %s", model_name, err)
         return _release_ref(model_name, release_dir, f"MLflow lookup failed: {err}")
-    return ChampionRef(
-        name=model_name, version=str(chosen.version), path=path, der=tag_float(chosen), source="mlflow"
-    )
 
 
 # ---------------------------------------------------------------- bootstrap
@@ -388,19 +440,24 @@ def bootstrap_registry(
     names: tuple[str, ...] = MODEL_NAMES,
     release_dir: Path | None = None,
     gate_set: str | Path | None = None,
+    evaluator: Any = None,
 ) -> dict[str, str | None]:
     """Register the release models kept in the repository (idempotent); returns ``{name: version}``.
 
     A release file already registered (same ``onnx_sha256``) is not registered again. Its DER comes
     from ``models/release/<name>.json`` or the ONNX metadata; without either it is evaluated on the
-    gate set. Each new version then goes through the promotion gate, so the registry is never empty
+    gate set. Each new version then goes through the promotion gate (which evaluates it itself on
+    the gate set; ``evaluator`` replaces that evaluation in tests), so the registry is never empty
     and the first release becomes ``champion`` when it passes.
     """
-    from experiments.promote import GateRules, promote
+    from dataclasses import replace
+
+    from experiments.gate_rules import GateRules
+    from experiments.promote import promote
 
     rules = GateRules.from_params()
     if gate_set is not None:
-        rules.gate_set = Path(gate_set)
+        rules = replace(rules, gate_set=Path(gate_set))
     client, uri = client_for(tracking_uri)
     result: dict[str, str | None] = {}
     for name in names:
@@ -426,6 +483,6 @@ def bootstrap_registry(
             tags={"origin": "release"},
         )
         result[name] = version
-        decision = promote(name, version, tracking_uri=uri, rules=rules)
+        decision = promote(name, version, tracking_uri=uri, rules=rules, evaluator=evaluator)
         log.info("bootstrap %s version %s: %s", name, version, decision.summary())
     return result

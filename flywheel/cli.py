@@ -425,8 +425,9 @@ def register(
     promote_now: bool = typer.Option(False, "--promote", help="Run the promotion gate right after."),
 ) -> None:
     """Register an ONNX model version with its DER, latency, dataset version and git commit."""
+    from experiments.gate_rules import GateRules
     from experiments.mlflow_utils import dataset_version, git_commit
-    from experiments.promote import GateRules, registration_metrics
+    from experiments.promote import registration_metrics
     from experiments.registry import RegistryUnavailable, client_for
     from experiments.registry import register as run_register
 
@@ -452,19 +453,17 @@ def promote(
     model: str = typer.Option(..., "--model", "-m", help="Registered model: fast-cnn or distilhubert."),
     version: str = typer.Option(..., "--version", "-v", help="Model version number."),
     reevaluate: bool = typer.Option(
-        False, "--reevaluate", help="Evaluate on the gate set even when a der_gate tag exists."
+        False, "--reevaluate", help="Evaluate again instead of reusing the local gate evaluation cache."
     ),
 ) -> None:
-    """DER-gated promotion: champion (DER <= max_der, no regression), challenger (beta) or refused."""
-    from experiments.promote import GateRules
+    """The gate: evaluates the version and the champion on the gate set, writes its signed record,
+    moves champion / challenger (a hand-set alias goes back to the last good version)."""
+    from experiments.gate_rules import GateRules
     from experiments.promote import promote as run_promote
     from experiments.registry import RegistryUnavailable
 
     rules = GateRules.from_params()
-    typer.echo(
-        f"gate on {rules.gate_set}: DER <= {rules.max_der:g} and <= champion + {rules.tolerance:g} "
-        f"-> champion; <= {rules.beta_max_der:g} -> challenger; above -> refused"
-    )
+    typer.echo(rules.describe())
     try:
         decision = run_promote(model, version, rules=rules, reevaluate=reevaluate)
     except RegistryUnavailable as err:

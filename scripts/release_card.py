@@ -1,7 +1,9 @@
 """Write ``models/release/<name>.json`` (the release model card) from the benchmark report.
 
 The registry bootstrap reads it for the version's tags (``der_gate``, latency), so a fresh clone
-registers the release model with the numbers measured for it, not with made-up ones.
+registers the release model with the numbers measured for it, not with made-up ones. The card also
+carries the pipeline settings the model file carries (``pipeline``: what it is served with; stamp
+them with ``scripts/stamp_pipeline.py``).
 
     python scripts/release_card.py fast-cnn [--report reports/benchmarks/diarization.json]
 """
@@ -13,6 +15,8 @@ import json
 from pathlib import Path
 
 import typer
+
+from flywheel.onnx_model import OnnxSegmenter
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -40,6 +44,7 @@ def main(
         "real_time_factor": entry.get("long_file", {}).get("real_time_factor"),
         "onnx_sha256": hashlib.sha256(onnx.read_bytes()).hexdigest(),
         "machine": bench["machine"]["cpu"],
+        "pipeline": OnnxSegmenter(onnx).metadata.pipeline,
     }
     out = onnx.with_suffix(".json")
     out.write_text(json.dumps(card, indent=2) + "\n")

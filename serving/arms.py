@@ -17,11 +17,20 @@ from typing import Any
 import numpy as np
 
 from flywheel.segments import turns_of
-from serving.champion import Champion, resolve
+from serving.champion import Champion, release_champion, resolve
 
 log = logging.getLogger(__name__)
 
 Resolver = Callable[[], Champion | None]
+
+
+class RefusedModel(RuntimeError):
+    """A gated champion whose file is not the one the gate evaluated."""
+
+
+def _loud(message: str) -> None:
+    bar = "!" * 78
+    log.error("\n%s\n!!! %s\n%s", bar, message, bar)
 
 
 @dataclass(frozen=True)
@@ -86,7 +95,22 @@ class Arm:
         from flywheel.systems.onnx_system import OnnxSystem
 
         key = champion.key
-        options = {"model_path": champion.path, "threads": self.spec.threads, **self.spec.overrides}
+        if champion.sha256 is not None:  # a gated version: the file must be the one the gate evaluated
+            from serving.champion import file_version
+
+            actual = file_version(champion.path)
+            if actual != f"sha256:{champion.sha256[:12]}":
+                raise RefusedModel(
+                    f"REFUSED {champion.model_name} v{champion.version}: {champion.path} has {actual}, the "
+                    f"gate evaluated sha256:{champion.sha256[:12]} (file replaced after the check)"
+                )
+        # the settings the gate evaluated the model with, then explicit Serve-config overrides
+        options = {
+            "model_path": champion.path,
+            "threads": self.spec.threads,
+            **(champion.pipeline or {}),
+            **self.spec.overrides,
+        }
         if champion.model_name in available_systems():  # fast-cnn, distilhubert, teacher
             system = get_system(champion.model_name, **options)
         else:  # another registered ONNX model of the arms' kind
@@ -108,7 +132,23 @@ class Arm:
                     return False
                 if self._keeps_registry_model(champion):
                     return False
-                loaded = self._build(champion)
+                try:
+                    loaded = self._build(champion)
+                except RefusedModel as err:
+                    _loud(
+                        f"arm {self.name}: {err}; "
+                        + (
+                            "keeping the current model"
+                            if self._model
+                            else "falling back to the release model"
+                        )
+                    )
+                    if self._model is not None:
+                        return False
+                    fallback = release_champion(champion.model_name)
+                    if fallback is None:
+                        return False
+                    loaded = self._build(fallback)
             except Exception as err:
                 log.error("arm %s: could not load its champion: %s", self.name, err)
                 return False

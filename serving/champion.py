@@ -2,8 +2,11 @@
 
 1. an explicit ``model_path`` from the Serve config (pins the arm to a file; used by tests);
 2. the environment: ``FLYWHEEL_MODEL_PATH_<ARM>`` (``fast-cnn`` -> ``FLYWHEEL_MODEL_PATH_FAST_CNN``);
-3. the model registry: ``experiments.registry.resolve_champion(model_name)`` (MLflow ``@champion``,
-   which itself falls back to the release ONNX when MLflow is down);
+3. the model registry: ``experiments.registry.resolve_champion(model_name)`` (MLflow ``@champion``
+   when the gate's signed record on it matches the file, else the last good gated version; the
+   release ONNX when MLflow is down or nothing gated is there). Such a champion carries the
+   SHA-256 the gate evaluated and the pipeline settings it was evaluated with: the arm checks the
+   file it loads against that digest and runs the model with those settings;
 4. the release ONNX kept in the repository, ``models/release/<model_name>.onnx``.
 
 A file that does not exist means the arm is unavailable (it gets no traffic).
@@ -16,6 +19,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from flywheel.config import REPO_ROOT
 from flywheel.systems.onnx_system import release_model_path
@@ -33,6 +37,8 @@ class Champion:
     path: Path
     source: str  # config | env | mlflow | release
     der: float | None = None
+    sha256: str | None = None  # the gate's digest of the file (mlflow): the loaded file must match it
+    pipeline: dict[str, Any] | None = None  # the pipeline settings the gate evaluated it with
 
     @property
     def key(self) -> tuple[str, str, int, int]:
@@ -70,8 +76,8 @@ def _file_champion(model_name: str, path: str | Path, source: str) -> Champion |
 
 def _registry_champion(model_name: str, tracking_uri: str | None) -> Champion | None:
     try:
-        from experiments.registry import resolve_champion  # being added with the MLflow registry
-    except ImportError:
+        from experiments.registry import resolve_champion
+    except ImportError:  # a serving image without the experiments package
         return None
     try:
         ref = resolve_champion(model_name, tracking_uri=tracking_uri)
@@ -81,8 +87,15 @@ def _registry_champion(model_name: str, tracking_uri: str | None) -> Champion | 
     path = Path(ref.path)
     if not path.is_file():
         return None
-    der = getattr(ref, "der", None)
-    return Champion(model_name, str(ref.version), path, str(getattr(ref, "source", "mlflow")), der)
+    return Champion(
+        model_name,
+        str(ref.version),
+        path,
+        str(ref.source),
+        ref.der,
+        sha256=ref.sha256,
+        pipeline=ref.pipeline,
+    )
 
 
 def resolve(
@@ -98,3 +111,8 @@ def resolve(
     if os.environ.get(env_var(arm)):
         return _file_champion(name, os.environ[env_var(arm)], "env")
     return _registry_champion(name, tracking_uri) or _file_champion(name, release_model_path(name), "release")
+
+
+def release_champion(model_name: str) -> Champion | None:
+    """The release model kept in the repository (the shipped default), or None when absent."""
+    return _file_champion(model_name, release_model_path(model_name), "release")

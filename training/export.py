@@ -4,7 +4,9 @@ and check parity against PyTorch (fails loudly above tolerance).
 The exported graph takes the model input of :func:`flywheel.features.model_input` (log-mel features
 ``(batch, n_mels, frames)`` for the Fast CNN, the waveform ``(batch, samples)`` for DistilHuBERT), shared
 exactly with training, and returns ``(logprobs, embeddings)``. Model metadata (type, chunk and frame
-length, feature config) is embedded.
+length, feature config) is embedded, with the pipeline settings the model is to be served with
+(``params.yaml: systems.<model type>`` at export, or ``pipeline=``; see
+:func:`flywheel.onnx_model.stamp_pipeline` to re-stamp a file after tuning).
 
 int8 (``quantize="int8"``): log-mel models get dynamic int8 MatMul/Gemm; DistilHuBERT, whose cost is
 in its convolutional feature encoder (where dynamic ConvInteger is slower than float), is quantised
@@ -38,6 +40,14 @@ CALIBRATION_CHUNKS = 32
 # model settings that change inference only, not the weights: taken from params.yaml at export
 # (experiments/tune_pooling.py tunes the pooling power after training)
 INFERENCE_OPTIONS = ("embedding_pool_power",)
+
+
+def export_pipeline(model_type: str) -> dict[str, Any]:
+    """The pipeline settings of ``params.yaml: systems.<model_type>`` (what an export carries)."""
+    from flywheel.config import load_params
+    from flywheel.systems.onnx_system import pipeline_settings
+
+    return pipeline_settings(load_params().get("systems", {}).get(model_type, {}))
 
 
 class ParityError(RuntimeError):
@@ -110,10 +120,13 @@ def export_onnx(
     tolerance: float | None = None,
     n_mels: int | None = None,
     data_dir: Path | None = None,
+    pipeline: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Export, optimise, (quantise), embed metadata and verify parity; returns a report dict.
 
     ``data_dir``: where dev conversations are found for static int8 calibration (waveform models).
+    ``pipeline``: the pipeline settings the file carries (default: ``params.yaml:
+    systems.<model type>`` now).
 
     Raises:
         ParityError: max |onnx - torch| of the powerset probabilities or embeddings above ``tolerance``.
@@ -190,6 +203,7 @@ def export_onnx(
                 "quantize": quantize or "none",
                 "quantize_method": method or "none",
             },
+            pipeline=pipeline if pipeline is not None else export_pipeline(ckpt["model_type"]),
         )
         del proto.metadata_props[:]
         entry = proto.metadata_props.add()
@@ -215,6 +229,7 @@ def export_onnx(
         "optimization": optimization,
         "quantize": quantize or "none",
         "quantize_method": method or "none",
+        "pipeline": meta.pipeline,
     }
     return report
 

@@ -1,7 +1,13 @@
-"""The neural arms (``fast-cnn``, ``distilhubert``) as diarization systems, run with onnxruntime only."""
+"""The neural arms (``fast-cnn``, ``distilhubert``) as diarization systems, run with onnxruntime only.
+
+Pipeline settings, in increasing precedence: ``params.yaml: systems.<name>`` (the fallback for old
+files), the settings the ONNX file carries (``metadata_props["flywheel"]["pipeline"]``, what the
+model was tuned and gated with), explicit keyword overrides (tuning, comparisons, a Serve config).
+"""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +16,14 @@ from flywheel.onnx_model import OnnxSegmenter
 from flywheel.systems.neural import NeuralDiarizer, NeuralParams
 
 RELEASE_DIR = REPO_ROOT / "models" / "release"
+# keys of systems.<name> that are not pipeline settings of the model (where it is, how it is batched)
+NOT_PIPELINE = frozenset({"model_path", "batch_size"})
+
+
+def pipeline_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The pipeline settings in a ``systems.<name>`` mapping (NeuralParams fields, less batching)."""
+    names = {f.name for f in fields(NeuralParams)} - NOT_PIPELINE
+    return {k: v for k, v in config.items() if k in names}
 
 
 def release_model_path(name: str) -> Path:
@@ -27,16 +41,26 @@ class OnnxSystem(NeuralDiarizer):
 
     def __init__(self, name: str, model_path: str | Path | None = None, threads: int = 1, **overrides: Any):
         config = dict(load_params().get("systems", {}).get(name, {}))
-        config.update({k: v for k, v in overrides.items() if v is not None})
-        path = Path(model_path or config.get("model_path") or release_model_path(name))
+        given = {k: v for k, v in overrides.items() if v is not None}
+        path = Path(
+            model_path or given.get("model_path") or config.get("model_path") or release_model_path(name)
+        )
         if not path.is_absolute() and not path.exists():
             path = REPO_ROOT / path
         segmenter = OnnxSegmenter(path, threads=threads)
         meta = segmenter.metadata
-        super().__init__(
-            segmenter, meta.chunk_s, meta.frame_s, NeuralParams.from_dict(config), meta.features, name
-        )
+        carried = pipeline_settings(meta.pipeline)
+        config.update(carried)
+        config.update(given)
+        params = NeuralParams.from_dict(config)
+        super().__init__(segmenter, meta.chunk_s, meta.frame_s, params, meta.features, name)
         self.model_path = path
+        #: where the settings came from: "model" (carried by the file) or "params.yaml" (old file)
+        self.pipeline_source = "model" if carried else "params.yaml"
+        #: the pipeline settings this system runs with (what the gate records)
+        self.pipeline_settings = pipeline_settings(
+            {f.name: getattr(params, f.name) for f in fields(NeuralParams)}
+        )
 
 
 def FastCNNSystem(**options: Any) -> OnnxSystem:

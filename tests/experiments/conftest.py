@@ -31,6 +31,8 @@ def _isolated_mlflow_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ite
     monkeypatch.setenv("FLYWHEEL_MODEL_CACHE_DIR", str(tmp_path / "model-cache"))
     monkeypatch.setenv("FLYWHEEL_MLFLOW_DIR", str(tmp_path / "mlflow-runtime"))
     monkeypatch.setenv("FLYWHEEL_REPORTS_DIR", str(tmp_path / "reports"))
+    monkeypatch.setenv("FLYWHEEL_RUNTIME_DIR", str(tmp_path / "runtime"))  # the gate key lives there
+    monkeypatch.delenv("FLYWHEEL_GATE_KEY", raising=False)
     monkeypatch.setenv("FLYWHEEL_MLFLOW_TRACKING_URI", f"http://127.0.0.1:{free_port()}")
     get_settings.cache_clear()
     yield

@@ -1,4 +1,9 @@
-"""Model registry and promotion gate on a local SQLite store (no server): aliases, tags, fallbacks."""
+"""Model registry and promotion gate on a local SQLite store (no server): aliases, records, fallbacks.
+
+The gate's evaluation is replaced by a table of per-file scores keyed by the file's SHA-256
+(:func:`fake_evaluator`): these tests move files and aliases around, the real evaluation is tested
+against a real server in ``test_gate_server.py``.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from experiments.gate import GateEvaluation
 from experiments.mlflow_utils import file_sha256
-from experiments.promote import GateRules, decide, promote
+from experiments.promote import Decision, GateRules, decide
+from experiments.promote import promote as run_promote
 from experiments.registry import (
     bootstrap_registry,
     client_for,
@@ -37,6 +44,25 @@ def rules(gate_set: Path) -> GateRules:
     return GateRules(**RULES, gate_set=gate_set)
 
 
+TRUE_DER: dict[str, float] = {}  # sha256 -> the DER the fake evaluation finds
+FILES = 3
+
+
+def fake_evaluator(name: str, path: Path, gate: Path) -> GateEvaluation:
+    """Three 100 s files, each with the file's DER (so a difference is all-or-nothing significant)."""
+    from flywheel.metrics import DERBreakdown
+
+    sha = file_sha256(path)
+    der = TRUE_DER[sha]
+    rows = [DERBreakdown(der, 0.0, 0.0, 100 * der, 100.0) for _ in range(FILES)]
+    return GateEvaluation(sha, "sha256:test", [f"f{i}" for i in range(FILES)], rows, {"threshold": 0.5})
+
+
+def promote(*args: object, **kwargs: object) -> Decision:
+    """The gate with the fake evaluation."""
+    return run_promote(*args, evaluator=fake_evaluator, **kwargs)
+
+
 def fake_onnx(tmp_path: Path, tag: str) -> Path:
     """Registry tests only move files around: any bytes will do."""
     path = tmp_path / f"model-{tag}.onnx"
@@ -44,11 +70,16 @@ def fake_onnx(tmp_path: Path, tag: str) -> Path:
     return path
 
 
-def add_version(uri: str, tmp_path: Path, der: float, gate_set: Path, tag: str = "") -> str:
+def add_version(
+    uri: str, tmp_path: Path, der: float, gate_set: Path, tag: str = "", claimed: float | None = None
+) -> str:
+    """A version whose file evaluates to ``der``; ``claimed``: the der_gate typed at registration."""
+    path = fake_onnx(tmp_path, tag or str(der))
+    TRUE_DER[file_sha256(path)] = der
     return register(
         "fast-cnn",
-        fake_onnx(tmp_path, tag or str(der)),
-        {"der_gate": der, "latency_p50_ms": 3.0, "latency_p99_ms": 5.0},
+        path,
+        {"der_gate": der if claimed is None else claimed, "latency_p50_ms": 3.0, "latency_p99_ms": 5.0},
         dataset_version="data/conversations/full@abc",
         commit="deadbeef",
         gate_set=gate_set,
@@ -92,7 +123,7 @@ def test_promotion_passes_and_champion_resolves(
     version = add_version(sqlite_uri, tmp_path, 0.15, gate_set)
     decision = promote("fast-cnn", version, tracking_uri=sqlite_uri, rules=rules)
     assert decision.action == "champion" and not decision.refused
-    assert decision.der == pytest.approx(0.15) and decision.der_source == "tag"
+    assert decision.der == pytest.approx(0.15) and decision.der_source == "evaluated"
     client, _ = client_for(sqlite_uri)
     assert str(get_alias(client, "fast-cnn", "champion").version) == version
     assert client.get_model_version("fast-cnn", version).tags["promoted"] == "true"
@@ -133,9 +164,13 @@ def test_refused_on_regression_vs_champion(
     assert decision.champion_version == first and decision.champion_der == pytest.approx(0.10)
     client, _ = client_for(sqlite_uri)
     assert str(get_alias(client, "fast-cnn", "champion").version) == first
-    within = add_version(sqlite_uri, tmp_path, 0.105, gate_set)
-    assert promote("fast-cnn", within, tracking_uri=sqlite_uri, rules=rules).action == "champion"
-    assert str(get_alias(client, "fast-cnn", "champion").version) == within
+    within = add_version(sqlite_uri, tmp_path, 0.105, gate_set)  # within tolerance, but not better
+    decision = promote("fast-cnn", within, tracking_uri=sqlite_uri, rules=rules)
+    assert decision.refused and "not better than the champion" in decision.reason
+    better = add_version(sqlite_uri, tmp_path, 0.09, gate_set)
+    decision = promote("fast-cnn", better, tracking_uri=sqlite_uri, rules=rules)
+    assert decision.action == "champion" and decision.interval == pytest.approx((-0.01, -0.01))
+    assert str(get_alias(client, "fast-cnn", "champion").version) == better
 
 
 def test_alias_set_by_hand_to_failing_version_falls_back_to_last_good(
@@ -143,7 +178,7 @@ def test_alias_set_by_hand_to_failing_version_falls_back_to_last_good(
 ) -> None:
     good = add_version(sqlite_uri, tmp_path, 0.15, gate_set)
     promote("fast-cnn", good, tracking_uri=sqlite_uri, rules=rules)
-    bad = add_version(sqlite_uri, tmp_path, 0.45, gate_set)
+    bad = add_version(sqlite_uri, tmp_path, 0.45, gate_set, claimed=0.15)  # der_gate typed by hand
     client, _ = client_for(sqlite_uri)
     client.set_registered_model_alias("fast-cnn", "champion", bad)  # what a click in the UI does
 
@@ -152,7 +187,12 @@ def test_alias_set_by_hand_to_failing_version_falls_back_to_last_good(
     assert (ref.source, ref.version) == ("mlflow", good)
     assert file_sha256(ref.path) == file_sha256(tmp_path / "model-0.15.onnx")
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
-    assert any("NOT serving" in m and f"version {bad}" in m for m in errors), errors
+    assert any("NOT serving" in m and f"version {bad}" in m and "no gate record" in m for m in errors), errors
+
+    decision = promote("fast-cnn", bad, tracking_uri=sqlite_uri, rules=rules)  # the gate on it
+    assert decision.refused and f"moved back from v{bad} to last good v{good}" in decision.summary()
+    assert str(get_alias(client, "fast-cnn", "champion").version) == good
+    assert "no current champion" not in decision.summary()
 
 
 def test_release_fallback_when_mlflow_unreachable(dead_uri: str, tmp_path: Path) -> None:
@@ -186,8 +226,10 @@ def test_bootstrap_is_idempotent(sqlite_uri: str, tmp_path: Path, gate_set: Path
             {"der_gate": 0.18, "gate_set": str(gate_set), "latency_p50_ms": 2.5, "latency_p99_ms": 4.0}
         )
     )
-    first = bootstrap_registry(sqlite_uri, release_dir=release, gate_set=gate_set)
-    second = bootstrap_registry(sqlite_uri, release_dir=release, gate_set=gate_set)
+    TRUE_DER[file_sha256(release / "fast-cnn.onnx")] = 0.18
+    kw = dict(release_dir=release, gate_set=gate_set, evaluator=fake_evaluator)
+    first = bootstrap_registry(sqlite_uri, **kw)
+    second = bootstrap_registry(sqlite_uri, **kw)
     assert first == second == {"fast-cnn": "1", "distilhubert": None}
     client, _ = client_for(sqlite_uri)
     versions = client.search_model_versions("name='fast-cnn'")
@@ -223,10 +265,13 @@ def test_both_arms_bootstrap_with_their_own_gate(sqlite_uri: str, tmp_path: Path
     release.mkdir()
     for name, der in (("fast-cnn", 0.18), ("distilhubert", 0.47)):
         fake_onnx(release, name).rename(release / f"{name}.onnx")
+        TRUE_DER[file_sha256(release / f"{name}.onnx")] = der
         (release / f"{name}.json").write_text(
             json.dumps({"der_gate": der, "gate_set": str(gate_set), "latency_p50_ms": 1, "latency_p99_ms": 2})
         )
-    assert bootstrap_registry(sqlite_uri, release_dir=release, gate_set=gate_set) == {
+    assert bootstrap_registry(
+        sqlite_uri, release_dir=release, gate_set=gate_set, evaluator=fake_evaluator
+    ) == {
         "fast-cnn": "1",
         "distilhubert": "1",
     }

@@ -26,6 +26,25 @@ def test_release_model_has_metadata_and_a_card(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(SIZE_LIMIT_MB))
+def test_release_model_carries_its_pipeline_settings(name: str) -> None:
+    """The file, its card and params.yaml agree on the settings it is served with."""
+    import hashlib
+
+    from flywheel.config import load_params
+    from flywheel.systems.onnx_system import pipeline_settings
+
+    path = release_model_path(name)
+    declared = pipeline_settings(load_params()["systems"][name])
+    carried = OnnxSegmenter(path).metadata.pipeline
+    assert carried == declared, f"re-stamp it: python scripts/stamp_pipeline.py {name}"
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert (
+        card["pipeline"] == carried and card["onnx_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    )
+    assert get_system(name).pipeline_source == "model"
+
+
+@pytest.mark.parametrize("name", sorted(SIZE_LIMIT_MB))
 def test_release_model_diarizes(name: str) -> None:
     rng = np.random.default_rng(0)
     t = np.arange(12 * 16000) / 16000

@@ -124,3 +124,60 @@ def test_teacher_arm_serves_the_pretrained_models(
         assert out["model"] == "teacher" and out["segments"], out
     finally:
         get_settings.cache_clear()
+
+
+def test_the_pipeline_settings_carried_by_the_model_win_over_params_yaml(
+    tmp_path: Path, smoke_onnx: Path, params: dict
+) -> None:
+    """A hot-swapped champion runs as it was evaluated: its own settings, params.yaml only for old files."""
+    from flywheel.onnx_model import OnnxSegmenter, stamp_pipeline
+    from flywheel.systems import get_system
+    from flywheel.systems.onnx_system import pipeline_settings
+
+    # training/export.py stamps what params.yaml declares at export time
+    assert OnnxSegmenter(smoke_onnx).metadata.pipeline == pipeline_settings(params["systems"]["fast-cnn"])
+    yaml_threshold = params["systems"]["fast-cnn"]["threshold"]
+    carried = stamp_pipeline(smoke_onnx, {"threshold": 0.33, "step_s": 2.5}, tmp_path / "carried.onnx")
+    old = stamp_pipeline(
+        smoke_onnx, {}, tmp_path / "old.onnx"
+    )  # a file exported before the settings travelled
+    system = get_system("fast-cnn", model_path=carried)
+    assert (system.params.threshold, system.params.step_s, system.pipeline_source) == (0.33, 2.5, "model")
+    assert (
+        system.params.smoothing_s == params["systems"]["fast-cnn"]["smoothing_s"]
+    )  # not carried: params.yaml
+    fallback = get_system("fast-cnn", model_path=old)
+    assert (fallback.params.threshold, fallback.pipeline_source) == (yaml_threshold, "params.yaml")
+    assert get_system("fast-cnn", model_path=carried, threshold=0.7).params.threshold == 0.7  # explicit wins
+
+    arm = Arm(ArmSpec(name="x"), resolver=lambda: resolve("x", model_name="fast-cnn", model_path=carried))
+    assert arm.refresh() and arm.model.system.params.threshold == 0.33
+
+
+def test_a_gated_champion_whose_file_changed_is_refused(
+    tmp_path: Path, smoke_onnx: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The digest the gate evaluated is checked on the file the arm loads: a mismatch is refused loudly,
+    the arm keeps its model, or (with none yet) falls back to the release model."""
+    from experiments.mlflow_utils import file_sha256
+
+    good = retagged(smoke_onnx, tmp_path / "good.onnx", "good")
+    bad = retagged(smoke_onnx, tmp_path / "bad.onnx", "bad")
+    answers = iter(
+        [
+            Champion("fast-cnn", "3", good, "mlflow", sha256=file_sha256(good), pipeline={"threshold": 0.44}),
+            Champion("fast-cnn", "4", bad, "mlflow", sha256=file_sha256(good)),  # not the gated file
+        ]
+    )
+    arm = Arm(ArmSpec(name="fast-cnn"), resolver=lambda: next(answers))
+    assert arm.refresh() and arm.model.system.params.threshold == 0.44  # the gate's settings
+    with caplog.at_level("ERROR", logger="serving.arms"):
+        assert not arm.refresh()
+    assert arm.describe()["model_version"] == "3"
+    assert any("REFUSED fast-cnn v4" in r.getMessage() for r in caplog.records)
+
+    fresh = Arm(
+        ArmSpec(name="fast-cnn"), resolver=lambda: Champion("fast-cnn", "4", bad, "mlflow", sha256="0" * 64)
+    )
+    assert fresh.refresh()
+    assert (fresh.describe()["source"], fresh.describe()["model_version"][:7]) == ("release", "sha256:")
