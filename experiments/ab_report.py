@@ -6,7 +6,8 @@ Per arm (rows of the prediction log with that ``arm``, since ``--since``):
   routing, are counted apart as ``unrouted``);
 * **latency** P50 / P95 / P99 (ms, ``numpy.percentile``, linear) over its ``ok`` rows;
 * **error rate**: rows with ``http_status >= 500`` / its rows (client disconnects, ``client_closed``,
-  are left out of both, as ``docs/serving.md`` says an error-rate query should); ``client_error_rate``:
+  are left out of both, as ``docs/serving.md`` says an error-rate query should; load shed on purpose,
+  status ``shed`` with a 503, is counted apart as ``shed``, not as an error); ``client_error_rate``:
   4xx rows / its rows;
 * **DER against reviewed labels**: for its requests with a reviewed RTTM
   (``data/reviewed/rttm/<request_id>.rttm``, scored inside ``uem/<request_id>.uem``; from
@@ -75,6 +76,7 @@ class ArmStats:
     client_errors: int = 0  # 4xx
     client_error_rate: float = 0.0
     client_closed: int = 0
+    shed: int = 0  # 503 + Retry-After past the arm's queue bound (serving's overload policy)
     p50_ms: float = math.nan
     p95_ms: float = math.nan
     p99_ms: float = math.nan
@@ -306,7 +308,8 @@ def build_report(
         mine = [r for r in routed if r["arm"] == arm]
         ok = [r for r in mine if r["status"] == "ok"]
         p50, p95, p99 = percentiles([float(r["latency_ms"]) for r in ok])
-        errors = sum(1 for r in mine if (r["http_status"] or 0) >= 500)
+        shed = sum(1 for r in mine if r["status"] == "shed")
+        errors = sum(1 for r in mine if (r["http_status"] or 0) >= 500 and r["status"] != "shed")
         client = sum(1 for r in mine if 400 <= (r["http_status"] or 0) < 500)
         closed = sum(1 for r in rows if r["arm"] == arm and r["status"] == "client_closed")
         rev = [reviewed[r["request_id"]] for r in ok if r["request_id"] in reviewed]
@@ -323,6 +326,7 @@ def build_report(
             client_errors=client,
             client_error_rate=client / len(mine),
             client_closed=closed,
+            shed=shed,
             p50_ms=p50,
             p95_ms=p95,
             p99_ms=p99,

@@ -249,3 +249,12 @@ def test_recommendation_with_one_request_per_arm_or_no_good_arm() -> None:
     bad = report([0.4, 0.4], [0.6, 0.6])
     assert bad.comparisons[0].significant and [s.rule for s in bad.arms] == ["rejected", "rejected"]
     assert "neither arm should be served" in bad.recommendation
+
+
+def test_shed_requests_are_counted_apart_from_errors() -> None:
+    from experiments.ab_report import build_report
+
+    rows = [_row(f"t{i}", "teacher", 100.0, i) for i in range(3)]
+    rows += [_row("t-shed", "teacher", 1.0, 4, "shed", 503), _row("t-500", "teacher", 5.0, 5, "error", 500)]
+    (stats,) = build_report(rows, [], {}, samples=100).arms
+    assert (stats.requests, stats.shed, stats.errors) == (5, 1, 1)
