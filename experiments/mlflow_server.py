@@ -8,18 +8,15 @@ In the background mode the server runs in its own process group, its pid is writ
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from experiments.mlflow_utils import health_ok
 from flywheel.config import get_settings
-from flywheel.processes import pid_alive
+from flywheel.processes import pid_from_file, poll_until, stop_process_group
 
 
 class ServerError(RuntimeError):
@@ -101,23 +98,13 @@ def _is_mlflow(pid: int) -> bool:
 
 def running_pid(cfg: ServerConfig) -> int | None:
     """Pid from the pid file when that process is still alive and is an MLflow server."""
-    try:
-        pid = int(cfg.pid_file.read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return pid if pid_alive(pid) and _is_mlflow(pid) else None
+    pid = pid_from_file(cfg.pid_file)
+    return pid if pid is not None and _is_mlflow(pid) else None
 
 
 def wait_healthy(url: str, timeout_s: float, proc: subprocess.Popen | None = None) -> bool:
     """Poll ``/health`` every 0.5 s until it answers, ``timeout_s`` passes or ``proc`` exits."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if health_ok(url, timeout_s=2.0):
-            return True
-        if proc is not None and proc.poll() is not None:
-            return False
-        time.sleep(0.5)
-    return False
+    return poll_until(lambda: health_ok(url, timeout_s=2.0), timeout_s, proc)
 
 
 def launch(cfg: ServerConfig) -> subprocess.Popen:
@@ -164,15 +151,6 @@ def stop_server(cfg: ServerConfig, timeout_s: float = 15.0) -> bool:
     if pid is None:
         cfg.pid_file.unlink(missing_ok=True)
         return False
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and pid_alive(pid):
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)  # reap it when it is our child
-        time.sleep(0.2)
-    if pid_alive(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
+    stop_process_group(pid, timeout_s)
     cfg.pid_file.unlink(missing_ok=True)
     return True
