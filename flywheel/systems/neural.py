@@ -223,21 +223,25 @@ class NeuralDiarizer:
         global speaker of every local slot (``(C, 3)``, ``-1``: unused; e.g. from :meth:`assign`)."""
         if k == 0:
             return Annotation(uri=uri)
-        soft = self.params.stitching == "soft" and local.probabilities is not None
-        activity = local.probabilities.astype(np.float32) if soft else local.activity
-        scores, count = aggregate(
-            activity, assignment, local.chunk_frames, local.num_frames, k, self.params.chunk_weighting
-        )
-        scores, count = smooth(scores, count, self.params.smoothing_s, self.frame_s)
-        binary = binarize(scores, count)
         return to_annotation(
-            binary,
+            self.stitched_frames(local, assignment, k),
             self.frame_s,
             local.duration,
             uri,
             min_duration_on=self.params.min_duration_on,
             min_duration_off=self.params.min_duration_off,
         )
+
+    def stitched_frames(self, local: LocalResults, assignment: np.ndarray, k: int) -> np.ndarray:
+        """``(F, k)`` 0/1 activity of the ``k`` global speakers on the frame grid (``k >= 1``): the
+        chunks averaged, smoothed, and the expected count of best-scoring speakers kept per frame."""
+        soft = self.params.stitching == "soft" and local.probabilities is not None
+        activity = local.probabilities.astype(np.float32) if soft else local.activity
+        scores, count = aggregate(
+            activity, assignment, local.chunk_frames, local.num_frames, k, self.params.chunk_weighting
+        )
+        scores, count = smooth(scores, count, self.params.smoothing_s, self.frame_s)
+        return binarize(scores, count)
 
     def diarize(
         self, waveform: np.ndarray, uri: str = "audio", num_speakers: int | None = None

@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-from pyannote.core import Annotation
 from scipy.optimize import linear_sum_assignment
 
 from flywheel.audio import SAMPLE_RATE
@@ -42,13 +41,19 @@ from flywheel.clustering import (
 )
 from flywheel.config import REPO_ROOT, load_params
 from flywheel.features import FeatureConfig
-from flywheel.kaldi_fbank import FRAME_LENGTH, FRAME_SHIFT, kaldi_fbank
+from flywheel.kaldi_fbank import FRAME_LENGTH, FRAME_SHIFT, kaldi_fbank, num_fbank_frames
 from flywheel.onnx_model import METADATA_KEY, session_options
 from flywheel.pretrained import CAMPPLUS_ONNX, SEGMENTATION_ONNX, teacher_onnx
-from flywheel.stitching import aggregate, binarize, smooth, to_annotation
 from flywheel.systems.neural import POWERSET, LocalResults, NeuralDiarizer, NeuralParams
 
 MIN_EMBED_FRAMES = 20  # fbank frames (0.2 s): CAM++ needs a little context to say anything
+
+
+def grid_frames_of_fbank(num_fbank: int, frame_samples: int, num_frames: int) -> np.ndarray:
+    """The grid frame (``frame_samples`` long, ``num_frames`` of them) holding the centre of each of
+    ``num_fbank`` Kaldi fbank frames (frame ``k`` is centred on sample ``k * 160 + 200``)."""
+    centres = np.arange(num_fbank) * FRAME_SHIFT + FRAME_LENGTH // 2
+    return np.minimum(centres // frame_samples, num_frames - 1)
 
 
 def onnx_metadata(session: ort.InferenceSession) -> dict[str, Any]:
@@ -84,11 +89,7 @@ class TeacherBackend:
         self.num_frames = int(np.ceil(chunk / frame))
         # the model's frame i is centred on sample offset + i * frame; our grid frame j on (j + 0.5) frame
         self.shift = int(round((meta["extra"]["frame_centre_offset_samples"] - frame / 2) / frame))
-        # fbank frame k (centred on k * 160 + 200) falls in grid frame fbank_to_grid[k]
-        n_fbank = 1 + (chunk - FRAME_LENGTH) // FRAME_SHIFT
-        self.fbank_to_grid = np.minimum(
-            (np.arange(n_fbank) * FRAME_SHIFT + FRAME_LENGTH // 2) // frame, self.num_frames - 1
-        )
+        self.fbank_to_grid = grid_frames_of_fbank(num_fbank_frames(chunk), frame, self.num_frames)
 
     def align(self, logprobs: np.ndarray) -> np.ndarray:
         """Model frames -> grid frames: shift by the receptive field's centre, pad with edge frames."""
@@ -230,11 +231,8 @@ class TeacherSystem(NeuralDiarizer):
         if p.clustering != "windows":
             return local
         fbank = kaldi_fbank(waveform)
-        frame = self.frame_s * SAMPLE_RATE
-        grid_of_fbank = np.minimum(
-            ((np.arange(len(fbank)) * FRAME_SHIFT + FRAME_LENGTH // 2) / frame).astype(np.int64),
-            local.num_frames - 1,
-        )
+        frame = int(round(self.frame_s * SAMPLE_RATE))
+        grid_of_fbank = grid_frames_of_fbank(len(fbank), frame, local.num_frames)
         solo = solo_grid_frames(local)[grid_of_fbank] if len(fbank) else np.zeros(0, dtype=bool)
         fps = SAMPLE_RATE / FRAME_SHIFT  # fbank frames per second
         spans = window_spans(
@@ -288,32 +286,18 @@ class TeacherSystem(NeuralDiarizer):
         local.window_labels = labels
         return vote_assignment(local, active, local.window_frames, labels, k), k
 
-    def stitch(self, local: LocalResults, assignment: np.ndarray, k: int, uri: str = "audio") -> Annotation:
+    def stitched_frames(self, local: LocalResults, assignment: np.ndarray, k: int) -> np.ndarray:
         """The arms' stitching; with ``solo_override``, single-speaker frames covered by windows take
         the speaker the windows vote for."""
-        p: TeacherParams = self.params  # type: ignore[assignment]
+        binary = super().stitched_frames(local, assignment, k)
         labels = getattr(local, "window_labels", None)
-        if k == 0 or not p.solo_override or labels is None:
-            return super().stitch(local, assignment, k, uri)
-        probs = local.probabilities.astype(np.float32) if local.probabilities is not None else local.activity
-        scores, count = aggregate(
-            probs, assignment, local.chunk_frames, local.num_frames, k, p.chunk_weighting
-        )
-        scores, count = smooth(scores, count, p.smoothing_s, self.frame_s)
-        binary = binarize(scores, count)
+        if not self.params.solo_override or labels is None:  # type: ignore[attr-defined]
+            return binary
         votes = frame_votes(local.window_frames, labels, k, local.num_frames)
         single = (binary.sum(axis=1) == 1) & (votes.sum(axis=1) > 0)
-        binary[single] = 0
-        binary[np.flatnonzero(single), votes[single].argmax(axis=1)] = 1
-        return to_annotation(
-            binary,
-            self.frame_s,
-            local.duration,
-            uri,
-            min_duration_on=p.min_duration_on,
-            min_duration_off=p.min_duration_off,
-        )
-
+        binary[single] = False
+        binary[np.flatnonzero(single), votes[single].argmax(axis=1)] = True
+        return binary
 
 def frame_votes(window_frames: np.ndarray, labels: np.ndarray, k: int, num_frames: int) -> np.ndarray:
     """``(num_frames, k)``: how many windows of each cluster cover every frame."""
