@@ -135,6 +135,20 @@ def data_teacher(
     typer.echo(f"{len(speakers)} teacher vectors -> {target}")
 
 
+@data_app.command("distill-pool")
+def data_distill_pool(
+    profile: str = PROFILE,
+    shard: list[int] = typer.Option(None, help="Build only these shards (default: every missing one)."),
+    out_dir: Path = typer.Option(None, help="Output directory (default: data/distill/<profile>)."),
+) -> None:
+    """Teacher-labelled training chunks (segmentation-3.0 posteriors + CAM++ embeddings) for distillation."""
+    from flywheel.config import load_params
+    from training.distill_pool import build_pool
+
+    for info in build_pool(profile, load_params(), _data_dir(), shards=shard or None, out_dir=out_dir):
+        typer.echo(f"{info['chunks']} chunks ({info['hours']:.2f} h), {info['embedded_slots']} CAM++ targets")
+
+
 @data_app.command("build")
 def data_build(profile: str = PROFILE) -> None:
     """Everything for a profile: inventory, conversations and ami-debug (what `dvc repro` runs)."""
@@ -238,6 +252,28 @@ def train(
     typer.echo(
         f"best dev DER {summary['best_dev_der']:.4f} (threshold {summary['best_threshold']}) "
         f"after {summary['epochs']} epochs -> {summary['checkpoint']}"
+    )
+
+
+@app.command()
+def distill(
+    model: str = typer.Option("fast-cnn", "--model", "-m", help="Model type: fast-cnn or distilhubert."),
+    recipe: str = typer.Option(
+        "smoke", "--recipe", "-r", help="Distillation recipe (params.yaml `distill`)."
+    ),
+    out_dir: Path = typer.Option(
+        None, "--out-dir", "-o", help="Checkpoints (default: checkpoints/<model>/<recipe>)."
+    ),
+    resume: bool = typer.Option(True, help="Resume from <out-dir>/last.pt when it exists."),
+) -> None:
+    """Distil an arm from the teacher: segmentation-3.0 posteriors + CAM++ embeddings of the
+    distillation pool (`flywheel data distill-pool`), checkpoints chosen on real-voice dev DER."""
+    from training.distill import distill as run_distill
+
+    summary = run_distill(model, recipe, out_dir, resume=resume)
+    typer.echo(
+        f"best dev DER {summary['best_dev_der']:.4f} on {summary['dev_set']} (threshold "
+        f"{summary['best_threshold']}) after {summary['epochs']} epochs -> {summary['checkpoint']}"
     )
 
 
