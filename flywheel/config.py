@@ -54,6 +54,32 @@ def load_params(path: str | Path | None = None) -> dict[str, Any]:
         return yaml.safe_load(fh)
 
 
+def resolve_recipe(recipes: dict[str, Any], name: str, kind: str = "recipe") -> dict[str, Any]:
+    """Recipe ``name`` of ``recipes`` with what it ``extends`` filled in.
+
+    A recipe states only what differs from the recipe it continues (``extends: <other>``, chains
+    allowed); keys it sets replace the parent's (dicts and lists whole). The result has no ``extends``.
+
+    Raises:
+        KeyError: ``name`` (or a recipe it extends) is not in ``recipes``; the message lists them.
+        ValueError: the ``extends`` chain loops.
+    """
+    chain: list[str] = []
+    current: str | None = name
+    while current is not None:
+        if current not in recipes:
+            where = f" (extended by {chain[-1]!r})" if chain else ""
+            raise KeyError(f"unknown {kind} {current!r}{where}; choose one of {sorted(recipes)}")
+        if current in chain:
+            raise ValueError(f"{kind} {name!r}: `extends` loops through {' -> '.join([*chain, current])}")
+        chain.append(current)
+        current = recipes[current].get("extends")
+    resolved: dict[str, Any] = {}
+    for step in reversed(chain):
+        resolved.update({k: v for k, v in recipes[step].items() if k != "extends"})
+    return resolved
+
+
 def profile_params(profile: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
     """Parameters of one data profile (``smoke`` or ``full``), with a clear error for unknown names."""
     params = params or load_params()

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from flywheel.config import get_settings, load_params
+from flywheel.config import get_settings, load_params, resolve_recipe
 from flywheel.features import FeatureConfig, limit_blas_threads, model_input
 from training.data import ChunkConfig
 from training.distill_pool import SHARD_FILES
@@ -68,11 +68,7 @@ class DistillConfig:
     def load(cls, model_type: str, name: str, params: dict[str, Any] | None = None) -> DistillConfig:
         params = params or load_params()
         recipes = params.get("distill", {}).get(model_type, {})
-        if name not in recipes:
-            raise KeyError(
-                f"unknown distillation recipe {name!r} for {model_type}; choose one of {sorted(recipes)}"
-            )
-        return cls(**recipes[name])
+        return cls(**resolve_recipe(recipes, name, f"distillation recipe for {model_type}"))
 
 
 def _class_permutations() -> torch.Tensor:

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from experiments.tracking import finish_training, training_tracker
-from flywheel.config import get_settings, load_params
+from flywheel.config import get_settings, load_params, resolve_recipe
 from flywheel.features import FeatureConfig, limit_blas_threads
 from flywheel.systems.neural import NeuralDiarizer, NeuralParams
 from flywheel.testset import iter_test_set
@@ -99,12 +99,7 @@ class TrainConfig:
     @classmethod
     def load(cls, model_type: str, name: str, params: dict[str, Any] | None = None) -> TrainConfig:
         params = params or load_params()
-        recipes = params["train"][model_type]
-        if name not in recipes:
-            raise KeyError(
-                f"unknown training config {name!r} for {model_type}; choose one of {sorted(recipes)}"
-            )
-        return cls(**recipes[name])
+        return cls(**resolve_recipe(params["train"][model_type], name, f"training config for {model_type}"))
 
 
 def training_simulation(params: dict[str, Any], cfg: TrainConfig) -> SimulationConfig:

@@ -26,3 +26,38 @@ def test_recipe_overrides_reach_the_training_simulation_only(params: dict) -> No
 def test_unknown_simulation_override_is_refused(params: dict) -> None:
     with pytest.raises(ValueError, match="overlap_prob"):
         training_simulation(params, TrainConfig(data_profile="full", simulation={"overlap_prob": 0.5}))
+
+
+def test_a_recipe_states_only_what_differs_from_the_one_it_extends() -> None:
+    from flywheel.config import resolve_recipe
+
+    recipes = {
+        "base": {"epochs": 7, "lr": 0.002, "teacher": "t.npz"},
+        "child": {"extends": "base", "lr": 0.001},
+        "grandchild": {"extends": "child", "teacher": None},
+    }
+    assert resolve_recipe(recipes, "child") == {"epochs": 7, "lr": 0.001, "teacher": "t.npz"}
+    assert resolve_recipe(recipes, "grandchild") == {"epochs": 7, "lr": 0.001, "teacher": None}
+    with pytest.raises(KeyError, match=r"unknown recipe 'nope'.*choose one of"):
+        resolve_recipe(recipes, "nope")
+    with pytest.raises(KeyError, match=r"'gone' \(extended by 'orphan'\)"):
+        resolve_recipe({"orphan": {"extends": "gone"}}, "orphan")
+    with pytest.raises(ValueError, match="loops"):
+        resolve_recipe({"a": {"extends": "b"}, "b": {"extends": "a"}}, "a")
+
+
+def test_every_recipe_in_params_resolves_to_a_valid_config(params: dict) -> None:
+    from training.distill import DistillConfig
+    from training.train import TrainConfig
+
+    for model, recipes in params["train"].items():
+        for name in recipes:
+            cfg = TrainConfig.load(model, name, params)
+            assert cfg.epochs >= 1 and cfg.batch_size >= 1
+    # the factoring kept what the release lineage ran with (spot checks of inherited values)
+    assert TrainConfig.load("fast-cnn", "segfocus2", params).formant_warps == [0.85, 0.92, 1.08, 1.17]
+    assert TrainConfig.load("fast-cnn", "voices", params).stop_after is None
+    assert TrainConfig.load("fast-cnn", "continue", params).teacher == "teacher/full.npz"
+    for model, recipes in params["distill"].items():
+        for name in recipes:
+            assert DistillConfig.load(model, name, params).epochs >= 1
