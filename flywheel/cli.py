@@ -46,6 +46,11 @@ from labeling.cli import pseudo_label as pseudo_label_command  # noqa: E402
 app.command("pseudo-label")(pseudo_label_command)
 ab_app.command("report")(ab_report_command)
 
+# The retrain loop (training/retrain_cli.py): `flywheel retrain [--force]`, and its DVC stages.
+from training.retrain_cli import retrain_app  # noqa: E402
+
+app.add_typer(retrain_app, name="retrain")
+
 PROFILE = typer.Option("smoke", "--profile", "-p", help="Data profile from params.yaml: smoke or full.")
 TRACK = typer.Option(
     True, "--track/--no-track", help="Log the run to MLflow (skipped with a message when it is down)."
