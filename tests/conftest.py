@@ -1,4 +1,5 @@
-"""Shared fixtures: the ``smoke`` data profile built once per test session into a temp directory."""
+"""Shared fixtures: the ``smoke`` data profile built once per test session into a temp directory; the
+real services (``service_fixtures.py``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from pathlib import Path
 import pytest
 
 from flywheel.config import load_params
+
+# the real services (MLflow, Label Studio) and the Serve launcher, shared by every test folder
+pytest_plugins = ["service_fixtures"]
 
 
 @pytest.fixture(scope="session")

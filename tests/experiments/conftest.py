@@ -1,4 +1,5 @@
-"""MLflow fixtures: a migrated SQLite store copied per test, and one real ``mlflow server`` per session."""
+"""MLflow fixtures: a migrated SQLite store copied per test (the session's real ``mlflow server`` is
+``mlflow_server`` in ``tests/service_fixtures.py``)."""
 
 from __future__ import annotations
 
@@ -56,36 +57,3 @@ def sqlite_uri(_template_db: Path, tmp_path: Path) -> str:
     db.parent.mkdir()
     shutil.copy(_template_db, db)
     return f"sqlite:///{db}"
-
-
-class ServerHandle:
-    """A real ``mlflow server`` launched in the background; :attr:`url` waits for ``/health``."""
-
-    def __init__(self, cfg: object, proc: object):
-        self.cfg, self.proc, self._ready = cfg, proc, False
-
-    @property
-    def url(self) -> str:
-        from experiments.mlflow_server import wait_healthy
-
-        if not self._ready:
-            if not wait_healthy(self.cfg.url, 240.0, self.proc):
-                log = self.cfg.log_file.read_text(errors="replace")[-3000:]
-                pytest.fail(f"mlflow server did not start:\n{log}")
-            self._ready = True
-        return self.cfg.url
-
-
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
-    """One real MLflow server on a free loopback port for the whole session, stopped at the end.
-
-    It is launched without waiting, so its slow first start overlaps with whatever fixture comes
-    next (list it first in a test's arguments); ``handle.url`` waits until it answers.
-    """
-    from experiments.mlflow_server import ServerConfig, launch, stop_server
-
-    cfg = ServerConfig(port=free_port(), root=tmp_path_factory.mktemp("mlflow-server"))
-    handle = ServerHandle(cfg, launch(cfg))
-    yield handle
-    stop_server(cfg)

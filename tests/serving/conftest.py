@@ -7,17 +7,16 @@ real ``teacher`` (weight 0, its shipped limits: the overload test drives it past
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
 import socket
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+from service_fixtures import serve_app
 from serving_helpers import ADMIN_KEY, API_KEY, encode
 
 
@@ -84,11 +83,7 @@ def live(smoke_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         "FLYWHEEL_MAX_UPLOAD_BYTES": str(2 * 1024 * 1024),
         "FLYWHEEL_MAX_DURATION_S": "60",
         "FLYWHEEL_UPLOAD_TIMEOUT_S": "10",
-        "RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT": str(direct_min),
-        "RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT": str(direct_min + 40),
     }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     config = control.load_config()
     config["http_options"]["port"] = port
     app = config["applications"][0]
@@ -105,18 +100,5 @@ def live(smoke_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         },
     }
     app["deployments"][0]["user_config"] = {"weights": {"fast-cnn": 0.5, "distilhubert": 0.5}}
-    try:
-        control.start_ray(num_cpus=2)
-        control.deploy(config, timeout_s=300)
-        ports = control.direct_ports(direct_min, count=40)
-        assert ports, "the ingress replica did not open its direct port"
+    with serve_app(config, env, direct_min) as ports:
         yield LiveApp(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{ports[0]}", runtime, reload_model)
-    finally:
-        t0 = time.monotonic()
-        control.shutdown(stop_ray=True)
-        print(f"ray shut down in {time.monotonic() - t0:.1f} s")
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
