@@ -85,15 +85,20 @@ def solo_fbank_frames(labels: np.ndarray, num_samples: int, frame_s: float) -> n
 
 
 class PoolBuilder:
-    """Simulates, mixes and labels the chunks of one shard."""
+    """Labels the chunks of one shard with the teacher's targets.
+
+    ``chunk`` and ``seed`` are all :meth:`chunks` needs for recordings that come with their own
+    reference (the flywheel's reviewed items); :meth:`conversation` (simulated train conversations with
+    real backgrounds) also needs the ``inventory``, the simulation settings ``sim`` and the ``bank``.
+    """
 
     def __init__(
         self,
-        inventory: Inventory,
-        sim: SimulationConfig,
         chunk: ChunkConfig,
         seed: int,
-        bank: NoiseBank,
+        inventory: Inventory | None = None,
+        sim: SimulationConfig | None = None,
+        bank: NoiseBank | None = None,
         threads: int = 1,
     ):
         from flywheel.systems.teacher import TeacherBackend
@@ -108,10 +113,12 @@ class PoolBuilder:
         self.to_grid = grid_average_matrix(
             self.teacher.num_frames, self.teacher.frame_s, window_frames, chunk.frame_s
         )
-        self.audio = AudioCache(inventory, keep=True)
+        self.audio = AudioCache(inventory, keep=True) if inventory is not None else None
 
     def conversation(self, index: int) -> dict[str, list[np.ndarray]]:
         """The chunks of simulated train conversation ``index``, real backgrounds mixed in."""
+        if self.inventory is None or self.sim is None or self.bank is None:
+            raise ValueError("simulated conversations need the inventory, simulation settings and bank")
         seed = conversation_seed(self.seed, "train", index)
         conv = simulate_conversation(self.inventory, "train", seed, self.sim, self.audio)
         return self.chunks(conv.waveform, conv.reference, np.random.default_rng((self.seed, index, 7)))
@@ -131,7 +138,7 @@ class PoolBuilder:
         mixes = []
         for a in starts:
             piece = waveform[a : a + window]
-            mixed = self.bank.mix(rng, piece)[0] if rng is not None else piece
+            mixed = self.bank.mix(rng, piece)[0] if rng is not None and self.bank is not None else piece
             peak = float(np.max(np.abs(mixed))) + 1e-9
             mixes.append(mixed * min(1.0, 0.95 / peak))
         batch = np.stack(mixes).astype(np.float32)
@@ -231,7 +238,7 @@ def build_pool(
         cfg=BackgroundConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.background.items()})
     )
     out_dir = out_dir or data_dir / "distill" / profile
-    builder = PoolBuilder(inventory, sim, chunk, params["seed"], bank)
+    builder = PoolBuilder(chunk, params["seed"], inventory, sim, bank)
     done = []
     for shard in shards if shards is not None else range(cfg.shards):
         target = out_dir / f"shard-{shard:03d}"

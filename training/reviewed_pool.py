@@ -62,7 +62,7 @@ def build_reviewed_pool(
         ValueError: no reviewed span is at least 10 s long (nothing to train on).
     """
     # chunks() without an rng takes the audio as it is: no inventory, simulator or background bank
-    builder = PoolBuilder(None, None, chunk, seed, None, threads=threads)  # type: ignore[arg-type]
+    builder = PoolBuilder(chunk, seed, threads=threads)
     spans: list[dict[str, Any]] = []
 
     def pieces() -> Iterator[dict[str, list[np.ndarray]]]:
