@@ -43,7 +43,9 @@ from training.models.registry import build_model
 class DistillConfig:
     """One distillation recipe (params.yaml ``distill.<model>.<name>``)."""
 
-    pool: str = "distill/full"  # pool directory, relative to the data directory
+    # pool directory (or several, or single shard directories), relative to the data directory; a
+    # retrain mixes the reviewed pool with part of the full one so the model does not forget
+    pool: str | list[str] = "distill/full"
     dev_set: str = "real/dev-real"  # checkpoint selection: real voices, held-out speakers
     architecture: dict[str, Any] = field(default_factory=lambda: {"embedding_dim": 192})
     epochs: int = 12
@@ -93,6 +95,25 @@ def soft_pit_powerset_loss(logprobs: torch.Tensor, targets: torch.Tensor) -> tor
     return losses.min(dim=1).values.mean()
 
 
+def pool_shards(dirs: list[Path]) -> list[Path]:
+    """The complete shards of ``dirs``: each a pool (its ``shard-*`` folders) or one shard itself.
+
+    Raises:
+        FileNotFoundError: a directory holds no complete shard (the message says how to build one).
+    """
+    shards: list[Path] = []
+    for d in dirs:
+        found = (
+            [d]
+            if (d / "info.json").exists()
+            else sorted(p for p in d.glob("shard-*") if (p / "info.json").exists())
+        )
+        if not found:
+            raise FileNotFoundError(f"no complete shard in {d}: run `flywheel data distill-pool`")
+        shards.extend(found)
+    return shards
+
+
 class PoolChunks(Dataset):
     """The pool as ``(features, labels, teacher, targets, embedded)`` items; shards are memory-mapped.
 
@@ -101,15 +122,13 @@ class PoolChunks(Dataset):
 
     def __init__(
         self,
-        pool_dir: Path,
+        pool_dir: Path | list[Path],
         features: FeatureConfig = FeatureConfig(),
         gain_db: float = 0.0,
         max_chunks: int | None = None,
         seed: int = 0,
     ):
-        shards = sorted(p for p in pool_dir.glob("shard-*") if (p / "info.json").exists())
-        if not shards:
-            raise FileNotFoundError(f"no complete shard in {pool_dir}: run `flywheel data distill-pool`")
+        shards = pool_shards(pool_dir if isinstance(pool_dir, list) else [pool_dir])
         self.shards = [{k: np.load(s / f"{k}.npy", mmap_mode="r") for k in SHARD_FILES} for s in shards]
         self.offsets = np.cumsum([0] + [len(s["audio"]) for s in self.shards])
         self.length = int(self.offsets[-1]) if max_chunks is None else min(int(self.offsets[-1]), max_chunks)
@@ -207,7 +226,8 @@ def distill(
     chunk = ChunkConfig(**params["models"][model_type]["chunk"])
     features = FeatureConfig(**params["models"][model_type].get("features", {}))
     system_params = params.get("systems", {}).get(model_type, {})
-    dataset = PoolChunks(data_dir / cfg.pool, features, cfg.gain_db, cfg.max_chunks, params["seed"])
+    pools = [data_dir / p for p in ([cfg.pool] if isinstance(cfg.pool, str) else cfg.pool)]
+    dataset = PoolChunks(pools, features, cfg.gain_db, cfg.max_chunks, params["seed"])
     dev_dir = data_dir / cfg.dev_set
 
     model = build_model(model_type, params, **cfg.architecture)

@@ -151,3 +151,16 @@ def test_one_distillation_epoch_selects_on_dev_and_resumes(
     assert best["config"]["embedding_dim"] == 192 and best["threshold"] == 0.5
     again = distill("fast-cnn", "smoke", out, params=params, data_dir=smoke_data, resume=True)
     assert again["steps"] == summary["steps"]  # nothing left to do: resumed at the end
+
+
+@needs_teacher
+def test_a_pool_can_mix_directories_and_single_shards(smoke_pool: Path, tmp_path: Path) -> None:
+    from training.distill import PoolChunks, pool_shards
+
+    shard = smoke_pool / "shard-000"
+    assert pool_shards([smoke_pool]) == [shard]
+    assert pool_shards([smoke_pool, shard]) == [shard, shard]
+    mixed = PoolChunks([smoke_pool, shard])
+    assert len(mixed) == 2 * len(PoolChunks(smoke_pool))
+    with pytest.raises(FileNotFoundError, match="distill-pool"):
+        pool_shards([tmp_path])
