@@ -1,4 +1,4 @@
-"""``flywheel label ...``: the Label Studio review queue (mounted by ``flywheel.cli``).
+"""``flywheel label ...``: the Label Studio review queue (mounted by ``cli.main``).
 
 Imports are lazy so ``flywheel --help`` stays instant.
 """

@@ -1,4 +1,4 @@
-"""CLI commands of the serving side, mounted by ``flywheel.cli``: ``ab``, ``db``, ``serve``, ``audio``.
+"""CLI commands of the serving side, mounted by ``cli.main``: ``ab``, ``db``, ``serve``, ``audio``.
 
 Imports are lazy so ``flywheel --help`` stays instant.
 """

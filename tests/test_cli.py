@@ -9,7 +9,7 @@ import typer
 from typer.main import get_command
 from typer.testing import CliRunner
 
-from flywheel.cli import app
+from cli.main import app
 
 
 def _paths(group: typer.Typer) -> list[list[str]]:

@@ -739,7 +739,7 @@ def _entrypoint_commands(entrypoint: str) -> list[list[str]]:
 def _cli_commands() -> set[str]:
     import typer
 
-    from flywheel.cli import app
+    from cli.main import app
 
     return set(typer.main.get_command(app).commands)
 
@@ -758,5 +758,5 @@ def test_rayjob_runs_the_flywheel_command(manifest: str, command: list[str]) -> 
     assert job["spec"].get("shutdownAfterJobFinishes") is True
     commands = _cli_commands()
     if command[1] not in commands and command[1] == "retrain":
-        pytest.skip("`flywheel retrain` is not mounted in flywheel/cli.py yet")
-    assert command[1] in commands, f"`flywheel {command[1]}` is not a command of flywheel.cli"
+        pytest.skip("`flywheel retrain` is not mounted in cli/main.py yet")
+    assert command[1] in commands, f"`flywheel {command[1]}` is not a command of cli.main"

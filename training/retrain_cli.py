@@ -1,4 +1,4 @@
-"""``flywheel retrain``: the retrain loop, and its DVC stages as subcommands (mounted by ``flywheel.cli``).
+"""``flywheel retrain``: the retrain loop, and its DVC stages as subcommands (mounted by ``cli.main``).
 
 ``flywheel retrain [--force]`` is what people and cron run (:mod:`training.retrain`); the subcommands
 are the commands of the ``dvc.yaml`` stages, which ``dvc repro`` runs in the workspace (every path

@@ -33,7 +33,7 @@ import yaml
 from service_fixtures import free_port, serve_app
 from typer.testing import CliRunner
 
-from flywheel.cli import app
+from cli.main import app
 from flywheel.config import REPO_ROOT, get_settings
 from flywheel.pretrained import CAMPPLUS_ONNX, SEGMENTATION_ONNX
 from flywheel.segments import read_rttm, turns_of

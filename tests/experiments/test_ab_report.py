@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import insert
 from typer.testing import CliRunner
 
+from cli.main import app
 from experiments.ab_report import ab_report, build_report, corpus_interval, unpaired_bootstrap
-from flywheel.cli import app
 from flywheel.metrics import DERBreakdown
 from flywheel.segments import annotation_from_turns, write_rttm, write_uem
 from labeling.pseudo_db import pseudo_labels

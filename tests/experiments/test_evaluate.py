@@ -7,8 +7,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from cli.main import app
 from experiments.evaluate import evaluate, report_table
-from flywheel.cli import app
 from flywheel.segments import read_rttm
 
 

@@ -121,9 +121,9 @@ def test_hand_set_alias_and_typed_der_gate_are_refused_and_promote_moves_the_ali
 ) -> None:
     """The hostile case: champion pointed by hand at an ungated version whose der_gate (0.15) and
     even a copy of the good version's gate record were typed in by hand."""
+    from cli.main import app
     from experiments.promote import promote
     from experiments.registry import client_for, get_alias
-    from flywheel.cli import app
     from serving import app_logging
     from serving.arms import Arm, ArmSpec
 

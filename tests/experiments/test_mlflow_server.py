@@ -13,8 +13,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from cli.main import app
 from experiments.mlflow_utils import file_sha256
-from flywheel.cli import app
 from flywheel.config import get_settings
 
 pytestmark = pytest.mark.slow

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import func, select, text
 from typer.testing import CliRunner
 
-from flywheel.cli import app
+from cli.main import app
 from flywheel.segments import read_rttm
 from labeling.pseudo_db import pseudo_labels
 from labeling.pseudo_label import (
@@ -131,7 +131,7 @@ def test_resumes_after_the_run_is_killed(clips, tmp_path: Path) -> None:
         str(out),
     ]
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from flywheel.cli import app; app()", *args],
+        [sys.executable, "-c", "from cli.main import app; app()", *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         start_new_session=True,

@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from flywheel.cli import app
+from cli.main import app
 from flywheel.segments import read_rttm, read_uem, turns_of
 from labeling.client import LabelStudioAuthError, LabelStudioClient, LabelStudioUnavailable
 from labeling.items import write_items

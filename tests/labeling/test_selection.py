@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import insert
 from typer.testing import CliRunner
 
-from flywheel.cli import app
+from cli.main import app
 from labeling.pseudo_db import pending_items, pseudo_labels
 from labeling.push import push_items
 from labeling.selection import Candidate, SelectionRules, rank, review_items_from_log, select

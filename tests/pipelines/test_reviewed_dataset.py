@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from typer.testing import CliRunner
 
-from flywheel.cli import app
+from cli.main import app
 from flywheel.segments import read_rttm, read_uem, turns_of
 from flywheel.testset import iter_test_set
 from labeling.pull import MANIFEST

@@ -159,7 +159,7 @@ def test_diarize_with_onnxruntime_only(
 def test_cli_train_help_documents_init_from() -> None:
     from typer.testing import CliRunner
 
-    from flywheel.cli import app
+    from cli.main import app
 
     result = CliRunner().invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
     assert (

@@ -94,7 +94,7 @@ def test_checkpoints_average_into_a_soup(params, tmp_path) -> None:
     """`flywheel average-checkpoints`: mean weights of one architecture; other shapes are refused."""
     from typer.testing import CliRunner
 
-    from flywheel.cli import app
+    from cli.main import app
 
     paths = []
     for seed, dilations in ((0, None), (1, None), (2, [*params["models"]["fast-cnn"]["dilations"], 4])):

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from flywheel.cli import app
+from cli.main import app
 from training.retrain import STAGES, retrain, unfinished_stages
 from training.retrain_stages import RetrainConfig
 from training.versioning import commit_lock, dataset_commit, out_hash
