@@ -19,14 +19,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sys
 from pathlib import Path
 
 import typer
 from pyannote.core import Annotation
 from tqdm import tqdm
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import override_params, parse_overrides
 from flywheel.audio import load_audio

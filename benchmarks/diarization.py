@@ -27,8 +27,6 @@ from typing import Any
 
 import typer
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from benchmarks.common import machine, pin_threads, time_calls
 
 REPO = Path(__file__).resolve().parent.parent
@@ -101,8 +99,7 @@ def long_file(minutes: float, test_set: Path, out: Path) -> Path:
 def long_run(system_name: str, path: Path) -> dict[str, Any]:
     """Diarize ``path`` in a fresh pinned process; returns wall time, RTF and peak RSS."""
     code = f"""
-import json, sys, time
-sys.path.insert(0, {str(REPO)!r})
+import json, time
 from benchmarks.common import peak_rss_mb, pin_threads
 pin_threads(0)
 from flywheel.audio import load_audio

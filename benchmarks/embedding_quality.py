@@ -18,15 +18,12 @@ Usage: ``python benchmarks/embedding_quality.py [--model-path M] [--step 1.25] [
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import typer
 from tqdm import tqdm
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.oracle_clustering import oracle_assignment, reference_frames
 from flywheel.audio import load_audio

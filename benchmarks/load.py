@@ -42,8 +42,6 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):  # b
 import numpy as np  # noqa: E402
 import typer  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from benchmarks.common import machine  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent

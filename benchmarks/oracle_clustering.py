@@ -16,14 +16,10 @@ Usage: ``python benchmarks/oracle_clustering.py --system fast-cnn [--model-path 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import typer
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from pyannote.core import Annotation
 
 from flywheel.audio import load_audio

@@ -13,13 +13,10 @@ Usage: ``python benchmarks/speaker_counts.py --system fast-cnn
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
 
 import typer
 from tqdm import tqdm
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import override_params, parse_overrides
 from flywheel.config import REPO_ROOT, load_params

@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 
 from cli import evaluation, models, registry
+from cli.bench import bench_app
 from cli.data import data_app
 from experiments.ab_report import report_command as ab_report_command
 from labeling.cli import label_app
@@ -34,6 +35,7 @@ app.command()(models.train)
 app.command()(models.distill)
 app.command("export-onnx")(models.export_onnx)
 app.command("average-checkpoints")(models.average_checkpoints)
+app.add_typer(bench_app, name="bench")
 app.command("mlflow")(registry.mlflow_server)
 app.command()(registry.register)
 app.command()(registry.promote)

@@ -60,3 +60,14 @@ def test_documented_commands_exist() -> None:
         "average-checkpoints",
     ):
         assert cmd in names
+
+
+def test_bench_runs_each_benchmark_with_its_own_options() -> None:
+    from cli.bench import BENCHMARKS
+
+    listed = CliRunner().invoke(app, ["bench", "--help"]).output
+    assert all(name in listed for name in BENCHMARKS)
+    own = CliRunner().invoke(app, ["bench", "compare-models", "--help"])
+    assert own.exit_code == 0 and "--model-b" in own.output and "flywheel bench compare-models" in own.output
+    wrong = CliRunner().invoke(app, ["bench", "compare-models", "--no-such-option"])
+    assert wrong.exit_code == 2 and "No such option" in wrong.output
