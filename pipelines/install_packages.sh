@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the speech-data pipeline uses (see DATA sources in README):
 # TTS voices (espeak-ng, flite, festival + festvox voices), sox, and real recorded speech
-# (Asterisk studio prompts, Fish Fillets acted dialogue). Needs root (or sudo) and Debian's registry.
+# (Asterisk studio prompts, Fish Fillets acted dialogue, Tux Paint stamp descriptions: docs/data.md).
+# Needs root (or sudo) and Debian's registry.
 set -euo pipefail
 PACKAGES=(
   sox libsox-fmt-all
@@ -10,6 +11,7 @@ PACKAGES=(
   asterisk-core-sounds-en-wav asterisk-core-sounds-es-wav asterisk-core-sounds-fr-wav
   asterisk-core-sounds-it-wav asterisk-core-sounds-ru-wav asterisk-prompt-it-menardi-wav
   fillets-ng-data fillets-ng-data-cs fillets-ng-data-nl
+  tuxpaint-stamps-default asterisk-prompt-es-co asterisk-prompt-fr-armelle
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -8,6 +8,8 @@ Each module exposes ``iter_utterances(cfg: SourceConfig) -> Iterator[RawUtteranc
 * ``librispeech``: LibriSpeech read speech (``libri:<reader>``), real
 * ``asterisk``: Asterisk IVR prompts (``asterisk:<folder>``), real, 8 kHz
 * ``fillets``: Fish Fillets NG game dialogue (``fillets-<lang>:<font>``), real, acted
+* ``tuxpaint``: Tux Paint stamp descriptions, one credited voice per language (``tuxpaint:<lang>``), real
+* ``asterisk_prompts``: single-voice Asterisk prompt packages (``asterisk-prompt:<name>``), real, 8 kHz
 """
 
 from __future__ import annotations
@@ -15,7 +17,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from types import ModuleType
 
-from pipelines.sources import asterisk, espeak, festival, fillets, flite, librispeech
+from pipelines.sources import (
+    asterisk,
+    asterisk_prompts,
+    espeak,
+    festival,
+    fillets,
+    flite,
+    librispeech,
+    tuxpaint,
+)
 from pipelines.sources.base import RawUtterance, SourceConfig, SourceUnavailableError
 
 # Registry, in priority order: a speaker id yielded by two sources (tts:kal, tts:slt) is
@@ -28,6 +39,8 @@ SOURCES: dict[str, ModuleType] = {
     "librispeech": librispeech,
     "asterisk": asterisk,
     "fillets": fillets,
+    "tuxpaint": tuxpaint,
+    "asterisk_prompts": asterisk_prompts,
 }
 # Sources whose speakers get pitch-shifted pseudo-speakers (clean wideband speech).
 PITCH_SHIFT_SOURCES = frozenset({"espeak", "flite", "festival", "librispeech"})

@@ -16,6 +16,7 @@ from pipelines.sources import (
     SourceConfig,
     SourceUnavailableError,
     asterisk,
+    asterisk_prompts,
     espeak,
     festival,
     fillets,
@@ -23,6 +24,7 @@ from pipelines.sources import (
     iter_source,
     librispeech,
     list_source_speakers,
+    tuxpaint,
 )
 from pipelines.sources.base import cap_items, select_speakers
 from pipelines.sources.text import utterance_text, word_count
@@ -39,6 +41,12 @@ def unavailable_reason(source: str, cfg: SourceConfig) -> str | None:
         "librispeech": (True, "", Path(cfg.shared_data_dir) / librispeech.FOLDER),
         "asterisk": (True, "", asterisk.ROOT),
         "fillets": (True, "", fillets.ROOT),
+        "tuxpaint": (True, "", tuxpaint.ROOT),
+        "asterisk_prompts": (
+            bool(asterisk_prompts.prompt_files()),
+            "asterisk-prompt-es-co / asterisk-prompt-fr-armelle are not installed",
+            None,
+        ),
     }
     ok, why, folder = needs[source]
     if not ok:
