@@ -23,7 +23,7 @@ from flywheel.audio import load_audio
 from flywheel.config import get_settings
 
 DEFAULT_SHARED_DATA_DIR = get_settings().shared_data_dir
-# Recorded sources (asterisk, fillets) keep at most this x utterances_per_tts_speaker per speaker
+# Recorded sources (asterisk, fillets, tuxpaint, ...) keep at most this x utterances_per_tts_speaker each
 # (300 in the full profile): they have few speakers but real acoustics, so they get more each.
 REAL_CAP_FACTOR = 10
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -43,7 +43,7 @@ class SourceConfig:
         seed: base seed; every random choice derives from it and stable keys (never from order).
         shared_data_dir: the project's shared data folder (``librispeech-251/`` lives there).
         work_dir: a folder for temporary files (a private sub-folder is made inside it).
-        max_utterances_per_real_speaker: cap for recorded sources (asterisk, fillets);
+        max_utterances_per_real_speaker: cap for recorded sources (asterisk, fillets, ...);
             ``None``: ``REAL_CAP_FACTOR * utterances_per_tts_speaker``.
         shard: ``(index, count)``: yield only the speakers whose position in the selected,
             sorted speaker list is ``index`` modulo ``count`` (lets a pool split one source).
