@@ -4,9 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 PROFILE ?= smoke
-FAST_CNN_CKPT ?= checkpoints/fast-cnn/segfocus2/best.pt
+FAST_CNN_CKPT ?= checkpoints/fast-cnn/teacher/best.pt
 
-.PHONY: help setup test lint data data-smoke data-full train-fast-cnn release-fast-cnn train-distilhubert release-distilhubert benchmark clean mlflow mlflow-stop up down load-test
+.PHONY: help setup test lint data data-smoke data-full train-fast-cnn train-fast-cnn-v5 release-fast-cnn train-distilhubert release-distilhubert benchmark clean mlflow mlflow-stop up down load-test
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -29,7 +29,11 @@ data-full: setup  ## build the full data (inventory, dev/test conversations) thr
 
 data: data-smoke data-full  ## both profiles
 
-train-fast-cnn: setup  ## train the Fast CNN release recipes in order (full ... segfocus2; resume from checkpoints/)
+train-fast-cnn: setup  ## distil the Fast CNN from the teacher (pool of teacher targets, then ~1 h of training; resumes)
+	$(BIN)/dvc repro distill-pool@full
+	$(BIN)/flywheel distill --model fast-cnn --recipe teacher
+
+train-fast-cnn-v5: setup  ## the previous lineage (simulator labels only, ~9.5 h): full ... segfocus2
 	$(BIN)/flywheel train --model fast-cnn --config full
 	$(BIN)/dvc repro teacher@full
 	$(BIN)/flywheel train --model fast-cnn --config distil
@@ -73,14 +77,15 @@ label-studio-stop:  ## stop the background Label Studio server
 load-test:  ## load benchmark of the serving path (minutes; writes reports/benchmarks/load.json)
 	$(BIN)/python benchmarks/load.py
 
-release-fast-cnn: setup  ## tune the embedding pooling on dev, export the Fast CNN, tune its threshold, benchmark, write the card
-	$(BIN)/python -m experiments.tune_pooling --checkpoint $(FAST_CNN_CKPT) --powers 1,2,3,4,6 --write-params
+release-fast-cnn: setup  ## tune pooling + threshold on dev-real + ami dev, export static int8, benchmark all systems, write the card
+	$(BIN)/python -m experiments.tune_pooling --checkpoint $(FAST_CNN_CKPT) --dev-set data/real/dev-real \
+		--powers 1,2,4 --write-params
 	$(BIN)/flywheel export-onnx --checkpoint $(FAST_CNN_CKPT) --model-type fast-cnn \
 		--optimization-level extended --quantize int8-static --out models/release/fast-cnn.onnx
-	$(BIN)/flywheel tune --system fast-cnn --dev-set data/conversations/full/dev \
-		--dev-set data/conversations/full/tune \
+	$(BIN)/flywheel tune --system fast-cnn --dev-set data/real/dev-real --dev-set data/ami-debug/development \
 		--model-path models/release/fast-cnn.onnx --thresholds 0.05:0.8:0.025 --write-params
-	$(BIN)/python benchmarks/diarization.py --systems baseline,fast-cnn,distilhubert
+	$(BIN)/python scripts/stamp_pipeline.py fast-cnn
+	$(BIN)/python benchmarks/diarization.py --systems baseline,senko,pyannote,teacher,fast-cnn,distilhubert
 	$(BIN)/python scripts/release_card.py fast-cnn
 
 release-distilhubert: setup  ## export DistilHuBERT (static int8), tune its threshold on dev, benchmark, write the card

@@ -25,7 +25,7 @@ def main(
     name: str = typer.Argument(..., help="Model name (fast-cnn or distilhubert)."),
     report: Path = typer.Option(REPO / "reports/benchmarks/diarization.json", help="Benchmark JSON."),
     gate_set: str = typer.Option(
-        "sim-test (in-distribution)", help="Benchmark set whose DER is the card's der_gate."
+        "confirm-real", help="Benchmark set whose DER is the card's der_gate (the promotion gate set)."
     ),
 ) -> None:
     """Copy the measured numbers of ``name`` into its release card."""
