@@ -67,6 +67,18 @@ def new_items(reviewed_dir: Path, dataset_dir: Path) -> list[str]:
     return sorted(changed)
 
 
+def stored_audio(audio_dir: Path, sha256: str) -> Path | None:
+    """The file of content hash ``sha256`` in the audio store at ``audio_dir``; ``None`` when it was
+    purged (or ``sha256`` is not a content-addressed name)."""
+    from serving.audio_store import AudioStore
+
+    try:
+        candidate = AudioStore(audio_dir).path_for(sha256)
+    except ValueError:  # not a content-addressed name
+        return None
+    return candidate if candidate.is_file() else None
+
+
 def find_audio(record: dict[str, Any], audio_dir: Path | None = None) -> Path | None:
     """The recording of a reviewed task: ``source_audio`` as pushed, else the same content-addressed
     file (``<sha256>.wav``) in ``audio_dir`` (an audio store that moved); ``None`` when gone."""
@@ -74,14 +86,7 @@ def find_audio(record: dict[str, Any], audio_dir: Path | None = None) -> Path | 
     if source.name and source.is_file():
         return source
     if audio_dir is not None and source.stem:
-        from serving.audio_store import AudioStore
-
-        try:
-            candidate = AudioStore(audio_dir).path_for(source.stem)
-        except ValueError:  # not a content-addressed name
-            return None
-        if candidate.is_file():
-            return candidate
+        return stored_audio(audio_dir, source.stem)
     return None
 
 
@@ -89,6 +94,38 @@ def _write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
+
+
+def fresh_dir(out_dir: Path) -> None:
+    """Empty ``out_dir`` (a snapshot replaces the folder whole: no file of an older version stays)."""
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+
+
+def write_item(out_dir: Path, item_id: str, audio: Path, files: dict[str, str]) -> None:
+    """One item of an evaluation-set folder: ``<item_id><audio suffix>`` copied byte for byte, and the
+    RTTM/UEM texts of ``files`` (:func:`labeling.pull.item_files`) under their file names.
+
+    Raises:
+        ValueError: the audio has a suffix no evaluation set reads.
+    """
+    suffix = audio.suffix.lower()
+    if suffix not in AUDIO_SUFFIXES:
+        raise ValueError(f"{audio}: audio suffix {suffix!r} is not one of {AUDIO_SUFFIXES}")
+    shutil.copyfile(audio, out_dir / f"{item_id}{suffix}")
+    for rel, text in files.items():
+        (out_dir / Path(rel).name).write_text(text)
+
+
+def write_records(path: Path, records: list[dict[str, Any]]) -> None:
+    """``records`` as JSON lines (sorted keys, in the given order): the same records, the same bytes."""
+    _write(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in records).encode())
+
+
+def write_info(path: Path, info: dict[str, Any]) -> None:
+    """The set's ``dataset.json`` (sorted keys)."""
+    _write(path, (json.dumps(info, indent=2, sort_keys=True) + "\n").encode())
 
 
 def snapshot(reviewed_dir: Path, out_dir: Path, audio_dir: Path | None = None) -> SnapshotReport:
@@ -107,9 +144,7 @@ def snapshot(reviewed_dir: Path, out_dir: Path, audio_dir: Path | None = None) -
     by_item: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for record in manifest.values():
         by_item[record["item_id"]].append(record)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True)
+    fresh_dir(out_dir)
     report = SnapshotReport(out_dir=out_dir, tasks=len(manifest))
     for item_id, records in sorted(by_item.items()):
         records.sort(key=lambda r: r["offset"])
@@ -117,21 +152,15 @@ def snapshot(reviewed_dir: Path, out_dir: Path, audio_dir: Path | None = None) -
         if audio is None:
             report.missing_audio.append(item_id)
             continue
-        suffix = audio.suffix.lower()
-        if suffix not in AUDIO_SUFFIXES:
-            raise ValueError(f"{audio}: audio suffix {suffix!r} is not one of {AUDIO_SUFFIXES}")
-        shutil.copyfile(audio, out_dir / f"{item_id}{suffix}")
-        for rel, text in item_files(item_id, records).items():
-            (out_dir / Path(rel).name).write_text(text)
+        write_item(out_dir, item_id, audio, item_files(item_id, records))
         report.items.append(item_id)
         report.reviewed_s += sum(float(r["duration"]) for r in records)
-    ordered = sorted(manifest.values(), key=lambda r: (r["item_id"], r["offset"]))
-    _write(out_dir / MANIFEST, "".join(json.dumps(r, sort_keys=True) + "\n" for r in ordered).encode())
+    write_records(out_dir / MANIFEST, sorted(manifest.values(), key=lambda r: (r["item_id"], r["offset"])))
     info = {
         "items": len(report.items),
         "tasks": report.tasks,
         "reviewed_s": round(report.reviewed_s, 3),
         "missing_audio": report.missing_audio,
     }
-    _write(out_dir / DATASET_INFO, (json.dumps(info, indent=2, sort_keys=True) + "\n").encode())
+    write_info(out_dir / DATASET_INFO, info)
     return report

@@ -122,6 +122,72 @@ def pool(
     )
 
 
+@retrain_app.command("pseudo-dataset")
+def pseudo_dataset(
+    out: Path = typer.Option(
+        Path("data/pseudo-set"), "--out", help="The pseudo-labelled set (replaced whole)."
+    ),
+    database_url: str = typer.Option(
+        None, "--database-url", help="Prediction database (default: FLYWHEEL_DATABASE_URL or SQLite)."
+    ),
+    audio_dir: Path = typer.Option(
+        None, "--audio-dir", help="Audio store (default: FLYWHEEL_AUDIO_DIR or runtime/audio)."
+    ),
+    params: Path = PARAMS,
+) -> None:
+    """DVC stage pseudo-dataset: confident ok pseudo-labels with their audio, as an evaluation-set folder.
+
+    Confident: at or above retrain.pseudo_min_confidence; error and missing_audio rows never enter.
+    """
+    from pipelines.pseudo_dataset import snapshot_pseudo
+    from training.retrain_stages import RetrainConfig, use_params
+
+    cfg = RetrainConfig.from_params(use_params(params))
+    if database_url is None or audio_dir is None:
+        from serving.settings import ServingSettings
+
+        settings = ServingSettings()
+        database_url = database_url or settings.resolved_database_url
+        audio_dir = audio_dir or settings.resolved_audio_dir
+    try:
+        report = snapshot_pseudo(database_url, out, audio_dir, cfg.pseudo_min_confidence)
+    except (FileNotFoundError, ValueError) as err:
+        raise _fail(str(err)) from None
+    gone = (
+        f"; audio gone for {len(report.missing_audio)}: {', '.join(report.missing_audio)}"
+        if report.missing_audio
+        else ""
+    )
+    typer.echo(
+        f"{len(report.items)} items, {report.seconds:.1f} s, {report.below_threshold} below confidence "
+        f"{cfg.pseudo_min_confidence:g} -> {out}{gone}"
+    )
+
+
+@retrain_app.command("pseudo-pool")
+def pseudo_pool(
+    dataset_dir: Path = typer.Option(Path("data/pseudo-set"), "--dataset", help="The pseudo-labelled set."),
+    out: Path = typer.Option(Path("data/distill/pseudo"), "--out", help="Pool folder (shard-000)."),
+    params: Path = PARAMS,
+) -> None:
+    """DVC stage pseudo-pool: teacher targets for the pseudo-labelled files (a distillation-pool shard)."""
+    from training.data import ChunkConfig
+    from training.pseudo_pool import build_pseudo_pool
+    from training.retrain_stages import RetrainConfig, use_params
+
+    p = use_params(params)
+    cfg = RetrainConfig.from_params(p)
+    chunk = ChunkConfig(**p["models"][cfg.model_type]["chunk"])
+    try:
+        info = build_pseudo_pool(dataset_dir, out, chunk, int(p["seed"]))
+    except (FileNotFoundError, ValueError) as err:
+        raise _fail(str(err)) from None
+    typer.echo(
+        f"{info['chunks']} chunks ({info['hours'] * 3600:.0f} s), "
+        f"{info['embedded_slots']} CAM++ targets, teacher labels as exact -> {out}"
+    )
+
+
 @retrain_app.command("distill")
 def distill(
     out: Path = typer.Option(Path("checkpoints/retrain/fast-cnn"), "--out", help="Checkpoint folder."),

@@ -23,6 +23,7 @@ RETRAIN_DEFAULTS: dict[str, Any] = {
     "recipe": "retrain",
     "model_name": "fast-cnn",
     "quantize": None,
+    "pseudo_min_confidence": 0.7,
 }
 
 
@@ -35,6 +36,7 @@ class RetrainConfig:
     recipe: str = "retrain"  # distill.<model_type>.<recipe>
     model_name: str = "fast-cnn"  # registered MLflow model of the new version (then the gate)
     quantize: str | None = None  # export: None (float), int8 or int8-static (training/export.py)
+    pseudo_min_confidence: float = 0.7  # pseudo-labels in data/pseudo-set (pipelines/pseudo_dataset.py)
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> RetrainConfig:

@@ -53,13 +53,20 @@ def reviewed_spans(dataset_dir: Path) -> Iterator[tuple[str, np.ndarray, Annotat
             )
 
 
-def build_reviewed_pool(
-    dataset_dir: Path, out_dir: Path, chunk: ChunkConfig, seed: int, threads: int = 1
+def build_set_pool(
+    dataset_dir: Path,
+    out_dir: Path,
+    chunk: ChunkConfig,
+    seed: int,
+    provenance: dict[str, Any],
+    threads: int = 1,
 ) -> dict[str, Any]:
-    """Write ``out_dir/shard-000`` (and ``pool.json``) from the reviewed set; returns the shard info.
+    """Write ``out_dir/shard-000`` (and ``pool.json``) from the UEM spans of an evaluation-set folder,
+    its RTTM turns as the exact labels; ``provenance`` (``source`` at least) goes into the shard's
+    ``info.json``. Returns the shard info.
 
     Raises:
-        ValueError: no reviewed span is at least 10 s long (nothing to train on).
+        ValueError: no span is at least 10 s long (nothing to train on).
     """
     # chunks() without an rng takes the audio as it is: no inventory, simulator or background bank
     builder = PoolBuilder(chunk, seed, threads=threads)
@@ -76,11 +83,23 @@ def build_reviewed_pool(
     if out_dir.exists():
         shutil.rmtree(out_dir)
     try:
-        info = write_shard(pieces(), out_dir / SHARD, chunk, {"source": "reviewed", "spans": spans})
+        info = write_shard(pieces(), out_dir / SHARD, chunk, {**provenance, "spans": spans})
     except ValueError as err:
         raise ValueError(
-            f"{dataset_dir}: no reviewed span of at least {WINDOW_S:g} s, nothing to train on ({err})"
+            f"{dataset_dir}: no {provenance['source']} span of at least {WINDOW_S:g} s, "
+            f"nothing to train on ({err})"
         ) from None
     manifest = {"source": str(dataset_dir), "items": len({s["item_id"] for s in spans}), "shards": [info]}
     (out_dir / POOL_MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return info
+
+
+def build_reviewed_pool(
+    dataset_dir: Path, out_dir: Path, chunk: ChunkConfig, seed: int, threads: int = 1
+) -> dict[str, Any]:
+    """Write ``out_dir/shard-000`` (and ``pool.json``) from the reviewed set; returns the shard info.
+
+    Raises:
+        ValueError: no reviewed span is at least 10 s long (nothing to train on).
+    """
+    return build_set_pool(dataset_dir, out_dir, chunk, seed, {"source": "reviewed"}, threads=threads)
