@@ -32,9 +32,10 @@ AMI = get_settings().shared_data_dir / "ami-debug" / "dev00.wav"
 @pytest.mark.skipif(not AMI.exists(), reason="needs the shared ami-debug data")
 def test_three_seconds_of_a_meeting_with_two_voices_give_two_speakers() -> None:
     """The issue's case: 3 s, two voices heard in one window, only one with enough solo speech to
-    cluster. The pipeline alone answers one speaker to num_speakers=2."""
+    cluster. The pipeline alone answers one speaker to num_speakers=2. (Which 3 s show it depends on
+    the release model: for v6 it is 12-15 s of dev00; v5.2's was 0-3 s.)"""
     system = OnnxSystem("fast-cnn", model_path=release_model_path("fast-cnn"))
-    clip = load_audio(AMI)[: 3 * 16000]
+    clip = load_audio(AMI)[12 * 16000 : 15 * 16000]
     assert len(system.diarize(clip, num_speakers=2).labels()) == 1  # the pipeline alone
     annotation, warnings = diarize_with_count(system, clip, 2)
     assert len(annotation.labels()) == 2 and warnings == []
