@@ -194,17 +194,6 @@ def distill_step(
     return {"loss": loss, "hard": hard, "soft": soft, "embed": embed}
 
 
-def _lr_at(step: int, total: int, cfg: DistillConfig) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
-    return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def _init_worker(_: int) -> None:
-    limit_blas_threads(1)
-
-
 def distill(
     model_type: str,
     name: str,
@@ -214,7 +203,7 @@ def distill(
     resume: bool = True,
 ) -> dict[str, Any]:
     """Run distillation recipe ``name`` for ``model_type``; returns the summary (also ``summary.json``)."""
-    from training.train import _save_best, dev_der
+    from training.train import _save_best, dev_der, init_worker, lr_at, new_run_state
 
     params = params or load_params()
     cfg = DistillConfig.load(model_type, name, params)
@@ -234,14 +223,7 @@ def distill(
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(dataset) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
-    state: dict[str, Any] = {
-        "epoch": 0,
-        "step": 0,
-        "best_der": math.inf,
-        "best_threshold": None,
-        "history": [],
-        "stale": 0,
-    }
+    state = new_run_state()
     last = out / "last.pt"
     if resume and last.exists():
         ckpt = torch.load(last, map_location="cpu", weights_only=False)
@@ -268,7 +250,7 @@ def distill(
             shuffle=True,
             generator=generator,
             num_workers=cfg.workers,
-            worker_init_fn=_init_worker,
+            worker_init_fn=init_worker,
             drop_last=True,
             prefetch_factor=4 if cfg.workers else None,
         )
@@ -277,7 +259,7 @@ def distill(
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch")
         for i, batch in enumerate(bar):
             for group in optimizer.param_groups:
-                group["lr"] = _lr_at(state["step"], total, cfg)
+                group["lr"] = lr_at(state["step"], total, cfg)
             losses = distill_step(model, batch, cfg)
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()

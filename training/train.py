@@ -120,7 +120,8 @@ def training_simulation(params: dict[str, Any], cfg: TrainConfig) -> SimulationC
     )
 
 
-def _init_worker(_: int) -> None:
+def init_worker(_: int) -> None:
+    """DataLoader ``worker_init_fn``: one BLAS thread per data worker."""
     limit_blas_threads(1)
 
 
@@ -182,7 +183,14 @@ def set_train_mode(model: torch.nn.Module, cfg: TrainConfig) -> None:
                 module.eval()
 
 
-def _lr_at(step: int, total: int, cfg: TrainConfig) -> float:
+def new_run_state() -> dict[str, Any]:
+    """The progress a training run keeps in ``last.pt`` (epoch, step, best dev DER, history, patience)."""
+    return {"epoch": 0, "step": 0, "best_der": math.inf, "best_threshold": None, "history": [], "stale": 0}
+
+
+def lr_at(step: int, total: int, cfg: Any) -> float:
+    """Linear warm-up over ``cfg.warmup_steps`` to ``cfg.lr``, then cosine down to 5 % of it at ``total``
+    (any recipe with ``lr`` and ``warmup_steps``: :class:`TrainConfig`, ``DistillConfig``)."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     progress = min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))
@@ -259,14 +267,7 @@ def train(
         est_steps = min(est_steps, cfg.max_steps_per_epoch)
     total_steps = est_steps * cfg.epochs
 
-    state: dict[str, Any] = {
-        "epoch": 0,
-        "step": 0,
-        "best_der": math.inf,
-        "best_threshold": None,
-        "history": [],
-        "stale": 0,
-    }
+    state = new_run_state()
     last = out / "last.pt"
     if resume and last.exists():
         ckpt = torch.load(last, map_location="cpu", weights_only=False)
@@ -286,7 +287,7 @@ def train(
     limit_blas_threads(1)
     loader = DataLoader(
         dataset,
-        worker_init_fn=_init_worker,
+        worker_init_fn=init_worker,
         batch_size=cfg.batch_size,
         num_workers=cfg.workers,
         persistent_workers=cfg.workers > 0,
@@ -303,7 +304,7 @@ def train(
             if cfg.max_steps_per_epoch and i >= cfg.max_steps_per_epoch:
                 break
             for group in optimizer.param_groups:
-                group["lr"] = _lr_at(state["step"], total_steps, cfg)
+                group["lr"] = lr_at(state["step"], total_steps, cfg)
             ramp = (state["step"] - cfg.margin_warmup_steps) / max(1, cfg.margin_ramp_steps)
             speaker_head.margin = cfg.margin * min(1.0, max(0.0, ramp))
             seg_loss, spk_loss, kd_loss = training_step(
