@@ -7,7 +7,9 @@ relative to it). Imports are lazy so ``flywheel --help`` stays instant.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -67,6 +69,27 @@ def retrain(
         typer.echo(f"git commits: {' '.join(c[:12] for c in report.commits)}")
 
 
+def _audio_gone(missing: list[str]) -> str:
+    """The report's tail naming the items whose audio was already purged ("" when none)."""
+    return f"; audio gone for {len(missing)}: {', '.join(missing)}" if missing else ""
+
+
+def _pool_shard(
+    build: Callable[..., dict[str, Any]], dataset_dir: Path, out: Path, params: Path | None
+) -> dict[str, Any]:
+    """Run a set-to-pool-shard builder (reviewed or pseudo-labelled) with the arm's chunk and the seed
+    of ``params``; a builder's error is a clear CLI failure."""
+    from training.data import ChunkConfig
+    from training.retrain_stages import RetrainConfig, use_params
+
+    p = use_params(params)
+    chunk = ChunkConfig(**p["models"][RetrainConfig.from_params(p).model_type]["chunk"])
+    try:
+        return build(dataset_dir, out, chunk, int(p["seed"]))
+    except (FileNotFoundError, ValueError) as err:
+        raise _fail(str(err)) from None
+
+
 @retrain_app.command("dataset")
 def dataset(
     reviewed: Path = typer.Option(
@@ -88,11 +111,7 @@ def dataset(
         report = snapshot(reviewed, out, audio_dir)
     except (FileNotFoundError, ValueError) as err:
         raise _fail(str(err)) from None
-    gone = (
-        f"; audio gone for {len(report.missing_audio)}: {', '.join(report.missing_audio)}"
-        if report.missing_audio
-        else ""
-    )
+    gone = _audio_gone(report.missing_audio)
     typer.echo(
         f"{len(report.items)} items, {report.tasks} tasks, {report.reviewed_s:.1f} s reviewed -> {out}{gone}"
     )
@@ -105,17 +124,9 @@ def pool(
     params: Path = PARAMS,
 ) -> None:
     """DVC stage reviewed-pool: teacher targets for the reviewed spans (a distillation-pool shard)."""
-    from training.data import ChunkConfig
-    from training.retrain_stages import RetrainConfig, use_params
     from training.reviewed_pool import build_reviewed_pool
 
-    p = use_params(params)
-    cfg = RetrainConfig.from_params(p)
-    chunk = ChunkConfig(**p["models"][cfg.model_type]["chunk"])
-    try:
-        info = build_reviewed_pool(dataset_dir, out, chunk, int(p["seed"]))
-    except ValueError as err:
-        raise _fail(str(err)) from None
+    info = _pool_shard(build_reviewed_pool, dataset_dir, out, params)
     typer.echo(
         f"{info['chunks']} chunks ({info['hours'] * 3600:.0f} s), "
         f"{info['embedded_slots']} CAM++ targets -> {out}"
@@ -153,11 +164,7 @@ def pseudo_dataset(
         report = snapshot_pseudo(database_url, out, audio_dir, cfg.pseudo_min_confidence)
     except (FileNotFoundError, ValueError) as err:
         raise _fail(str(err)) from None
-    gone = (
-        f"; audio gone for {len(report.missing_audio)}: {', '.join(report.missing_audio)}"
-        if report.missing_audio
-        else ""
-    )
+    gone = _audio_gone(report.missing_audio)
     typer.echo(
         f"{len(report.items)} items, {report.seconds:.1f} s, {report.below_threshold} below confidence "
         f"{cfg.pseudo_min_confidence:g} -> {out}{gone}"
@@ -171,17 +178,9 @@ def pseudo_pool(
     params: Path = PARAMS,
 ) -> None:
     """DVC stage pseudo-pool: teacher targets for the pseudo-labelled files (a distillation-pool shard)."""
-    from training.data import ChunkConfig
     from training.pseudo_pool import build_pseudo_pool
-    from training.retrain_stages import RetrainConfig, use_params
 
-    p = use_params(params)
-    cfg = RetrainConfig.from_params(p)
-    chunk = ChunkConfig(**p["models"][cfg.model_type]["chunk"])
-    try:
-        info = build_pseudo_pool(dataset_dir, out, chunk, int(p["seed"]))
-    except (FileNotFoundError, ValueError) as err:
-        raise _fail(str(err)) from None
+    info = _pool_shard(build_pseudo_pool, dataset_dir, out, params)
     typer.echo(
         f"{info['chunks']} chunks ({info['hours'] * 3600:.0f} s), "
         f"{info['embedded_slots']} CAM++ targets, teacher labels as exact -> {out}"
