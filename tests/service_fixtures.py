@@ -175,3 +175,21 @@ def serve_app(config: dict[str, Any], env: Mapping[str, str], direct_min: int) -
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def copy_smoke_gate_set(smoke_data: Path, gate: Path) -> Path:
+    """A three-file gate set in ``gate``: two smoke test conversations and the confirm one (neither the
+    dev set nor traffic the tests send), with their RTTM and UEM."""
+    import shutil
+
+    gate.mkdir(parents=True, exist_ok=True)
+    conversations = smoke_data / "conversations" / "smoke"
+    wavs = (
+        sorted((conversations / "test").glob("*.wav"))[:2]
+        + sorted((conversations / "confirm").glob("*.wav"))[:1]
+    )
+    for wav in wavs:
+        for suffix in (".wav", ".rttm", ".uem"):
+            if wav.with_suffix(suffix).exists():
+                shutil.copy(wav.with_suffix(suffix), gate / wav.with_suffix(suffix).name)
+    return gate

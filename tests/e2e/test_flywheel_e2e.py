@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from service_fixtures import free_port, serve_app
+from service_fixtures import copy_smoke_gate_set, free_port, serve_app
 from typer.testing import CliRunner
 
 from cli.main import app
@@ -82,17 +82,7 @@ def dvc(root: Path, *args: str) -> str:
 @pytest.fixture(scope="module")
 def gate_set(smoke_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two smoke test conversations and the confirm one: neither the traffic nor the dev set."""
-    gate = tmp_path_factory.mktemp("gate-set")
-    conversations = smoke_data / "conversations" / "smoke"
-    wavs = (
-        sorted((conversations / "test").glob("*.wav"))[:2]
-        + sorted((conversations / "confirm").glob("*.wav"))[:1]
-    )
-    for wav in wavs:
-        for suffix in (".wav", ".rttm", ".uem"):
-            if wav.with_suffix(suffix).exists():
-                shutil.copy(wav.with_suffix(suffix), gate / wav.with_suffix(suffix).name)
-    return gate
+    return copy_smoke_gate_set(smoke_data, tmp_path_factory.mktemp("gate-set"))
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from pathlib import Path
 import onnx
 import pytest
 import yaml
+from service_fixtures import copy_smoke_gate_set
 from typer.testing import CliRunner
 
 from experiments.mlflow_utils import file_sha256
@@ -32,17 +33,7 @@ CARRIED = {"threshold": 0.42, "smoothing_s": 0.2, "step_s": 2.0}  # none of them
 @pytest.fixture
 def tiny_gate(smoke_data: Path, params: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A three-file gate set (two smoke test files and the confirm one) and a params.yaml using it."""
-    gate = tmp_path / "gate-set"
-    gate.mkdir()
-    conversations = smoke_data / "conversations" / "smoke"
-    wavs = (
-        sorted((conversations / "test").glob("*.wav"))[:2]
-        + sorted((conversations / "confirm").glob("*.wav"))[:1]
-    )
-    for wav in wavs:
-        for suffix in (".wav", ".rttm", ".uem"):
-            if wav.with_suffix(suffix).exists():
-                shutil.copy(wav.with_suffix(suffix), gate / wav.with_suffix(suffix).name)
+    gate = copy_smoke_gate_set(smoke_data, tmp_path / "gate-set")
     local = copy.deepcopy(params)
     local["promotion"] = {
         "gate_set": str(gate),
