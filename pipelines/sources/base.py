@@ -13,7 +13,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -141,3 +141,28 @@ def private_tmp(cfg: SourceConfig, prefix: str) -> tempfile.TemporaryDirectory[s
     """A temporary folder inside ``cfg.work_dir`` (removed when the context exits)."""
     Path(cfg.work_dir).mkdir(parents=True, exist_ok=True)
     return tempfile.TemporaryDirectory(prefix=prefix, dir=cfg.work_dir)
+
+
+def recorded_utterances(
+    files: dict[str, list[Path]],
+    cfg: SourceConfig,
+    source: str,
+    root: Path,
+    utt_id: Callable[[str, Path], str],
+    lang: Callable[[str], str],
+) -> Iterator[RawUtterance]:
+    """The chosen speakers' recordings of a recorded source (``files``: speaker id -> audio files under
+    ``root``), at most ``cfg.real_cap`` per speaker (chosen by their path under ``root``), loaded and
+    resampled to 16 kHz; ``utt_id(speaker, path)`` and ``lang(speaker)`` name them."""
+    for speaker in select_speakers(files, cfg, source):
+        by_name = {str(p.relative_to(root)): p for p in files[speaker]}
+        for rel in cap_items(list(by_name), cfg.real_cap, cfg.seed, source, speaker):
+            path = by_name[rel]
+            yield RawUtterance(
+                speaker=speaker,
+                utt_id=utt_id(speaker, path),
+                source=source,
+                samples=load_audio(path, min_duration=0.0),
+                lang=lang(speaker),
+                gender="",
+            )

@@ -17,12 +17,11 @@ from pathlib import Path
 
 import soundfile as sf
 
-from flywheel.audio import load_audio
 from pipelines.sources.base import (
     RawUtterance,
     SourceConfig,
     SourceUnavailableError,
-    cap_items,
+    recorded_utterances,
     safe_id,
     select_speakers,
 )
@@ -75,17 +74,11 @@ def list_speakers(cfg: SourceConfig, root: Path = ROOT) -> list[str]:
 
 def iter_utterances(cfg: SourceConfig, root: Path = ROOT) -> Iterator[RawUtterance]:
     """The chosen speakers' lines (at most ``cfg.real_cap`` each), resampled to 16 kHz."""
-    lines = _lines(root)
-    for speaker in select_speakers(lines, cfg, SOURCE):
-        by_name = {str(p.relative_to(root)): p for p in lines[speaker]}
-        lang = speaker.split(":", 1)[0].removeprefix(f"{SOURCE}-")
-        for rel in cap_items(list(by_name), cfg.real_cap, cfg.seed, SOURCE, speaker):
-            path = by_name[rel]
-            yield RawUtterance(
-                speaker=speaker,
-                utt_id=f"{SOURCE}-{lang}-{safe_id(path.parent.parent.name)}-{safe_id(path.stem)}",
-                source=SOURCE,
-                samples=load_audio(path, min_duration=0.0),
-                lang=lang,
-                gender="",
-            )
+
+    def lang(speaker: str) -> str:
+        return speaker.split(":", 1)[0].removeprefix(f"{SOURCE}-")
+
+    def utt_id(speaker: str, path: Path) -> str:
+        return f"{SOURCE}-{lang(speaker)}-{safe_id(path.parent.parent.name)}-{safe_id(path.stem)}"
+
+    return recorded_utterances(_lines(root), cfg, SOURCE, root, utt_id, lang)

@@ -30,12 +30,11 @@ from pathlib import Path
 
 import soundfile as sf
 
-from flywheel.audio import load_audio
 from pipelines.sources.base import (
     RawUtterance,
     SourceConfig,
     SourceUnavailableError,
-    cap_items,
+    recorded_utterances,
     safe_id,
     select_speakers,
 )
@@ -122,17 +121,10 @@ def utterance_id(path: Path, lang: str, root: Path = ROOT) -> str:
 
 def iter_utterances(cfg: SourceConfig, root: Path = ROOT) -> Iterator[RawUtterance]:
     """The chosen speakers' descriptions (at most ``cfg.real_cap`` each), resampled to 16 kHz."""
-    files = _files(root)
-    for speaker in select_speakers(files, cfg, SOURCE):
-        lang = speaker.split(":", 1)[1]
-        by_name = {str(p.relative_to(root)): p for p in files[speaker]}
-        for rel in cap_items(list(by_name), cfg.real_cap, cfg.seed, SOURCE, speaker):
-            path = by_name[rel]
-            yield RawUtterance(
-                speaker=speaker,
-                utt_id=utterance_id(path, lang, root),
-                source=SOURCE,
-                samples=load_audio(path, min_duration=0.0),
-                lang=lang,
-                gender="",
-            )
+
+    def lang(speaker: str) -> str:
+        return speaker.split(":", 1)[1]
+
+    return recorded_utterances(
+        _files(root), cfg, SOURCE, root, lambda spk, path: utterance_id(path, lang(spk), root), lang
+    )
