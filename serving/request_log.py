@@ -179,7 +179,13 @@ class RequestLogMiddleware:
         token = REQUEST_ID.set(ctx.request_id)
 
         async def watched_receive() -> Message:
-            message = await receive()
+            try:
+                message = await receive()
+            except Exception:
+                # The transport itself failed (behind Ray Serve: the proxy cancelled its call that
+                # streams the body, raised as Ray's TaskCancelledError): the client is gone.
+                ctx.disconnected = True
+                raise
             if message["type"] == "http.disconnect":
                 ctx.disconnected = True
             return message

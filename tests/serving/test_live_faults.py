@@ -95,7 +95,7 @@ def test_client_disconnect_mid_upload_is_one_499_row_on_both_ports(live: LiveApp
             _disconnect_mid_upload(port_of(base), client)
     found = wait_rows(live, "client_id = ?", (client,), 8, timeout_s=60)
     assert len(found) == 8, found
-    assert {(status, kind) for _, status, kind, _ in found} == {(499, "client_closed")}
+    assert {(status, kind) for _, status, kind, _ in found} == {(499, "client_closed")}, found
 
 
 def test_malformed_http_on_the_direct_port_is_a_row(live: LiveApp) -> None:

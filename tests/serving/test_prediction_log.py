@@ -277,14 +277,23 @@ def test_database_stall_keeps_the_queue_bounded_and_loses_nothing(tmp_path: Path
         store,
         flush_interval_s=0.05,
         retry_s=0.3,
-        connect_timeout_s=2.0,
+        connect_timeout_s=5.0,
         max_backlog=8,
+        batch_size=1,
     )
     logger.submit(record())
     assert logger.flush(30)
     lock = sqlite3.connect(tmp_path / "p.db", timeout=5)
     lock.execute("BEGIN EXCLUSIVE")
     samples = (np.random.default_rng(1).standard_normal(16000) * 0.1).astype(np.float32)
+    # The writer takes this one and blocks inside its write (sqlite busy timeout: 5 s), so the burst
+    # below meets a writer that drains nothing: without this the writer could take the whole burst
+    # into one batch before the queue reached max_backlog, on a fast enough machine.
+    logger.submit(record(-1), samples)
+    deadline = time.monotonic() + 10
+    while logger.stats()["backlog"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
     peak = 0
     for i in range(200):
         logger.submit(record(i), samples)
@@ -295,7 +304,7 @@ def test_database_stall_keeps_the_queue_bounded_and_loses_nothing(tmp_path: Path
     lock.close()
     assert logger.flush(60, replayed=True)
     logger.close()
-    assert count_rows(url) == 201
+    assert count_rows(url) == 202
     engine = make_engine(url)
     with engine.connect() as conn:
         missing = conn.execute(

@@ -146,6 +146,27 @@ def test_client_disconnect_mid_upload_is_a_499_row(service, clip1: bytes) -> Non
     assert "disconnected" in row.error
 
 
+def test_a_receive_that_raises_is_a_499_row_not_a_500(service, clip1: bytes) -> None:
+    """Behind Ray Serve the body arrives through a call to the proxy; when the client goes away the
+    proxy cancels that call and ``receive()`` raises (Ray's TaskCancelledError), which is the client
+    leaving, not a server error."""
+    messages = iter([{"type": "http.request", "body": clip1[:2000], "more_body": True}])
+
+    class TaskCancelledError(Exception):
+        pass
+
+    async def receive() -> dict:
+        for message in messages:
+            return message
+        raise TaskCancelledError("Task: 14ad3c51 was cancelled.")
+
+    client = f"raise-{uuid.uuid4().hex[:8]}"
+    asyncio.run(_asgi(service, receive, client))
+    [row] = rows(service, client)
+    assert (row.http_status, row.status) == (499, "client_closed")
+    assert "TaskCancelledError" in row.error
+
+
 def test_a_request_cancelled_by_the_proxy_is_a_499_row(service, clip1: bytes) -> None:
     async def receive() -> dict:
         await asyncio.sleep(3600)  # the upload stalls; the proxy gives up on the client
