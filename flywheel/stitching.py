@@ -2,9 +2,9 @@
 
 Chunks overlap; each local speaker of each chunk has been mapped to a global speaker. Per global
 frame, activity scores (0/1 decisions or activity probabilities) are averaged over the chunks
-covering it (all frames alike, or chunk centres weighing more than edges), the number of
-simultaneous speakers is estimated the same way, and the top-``count`` speakers are kept, so
-overlapped speech survives stitching.
+covering it (every frame of a chunk counting alike), the number of simultaneous speakers is
+estimated the same way, and the top-``count`` speakers are kept, so overlapped speech survives
+stitching.
 Optionally both are smoothed over a few frames first, so single-frame flickers do not become turns.
 """
 
@@ -14,18 +14,6 @@ import numpy as np
 from pyannote.core import Annotation, Segment
 from scipy.ndimage import uniform_filter1d
 
-CHUNK_WEIGHTINGS = ("uniform", "hann")
-
-
-def chunk_weights(num_frames: int, weighting: str = "uniform") -> np.ndarray:
-    """How much each frame of a chunk counts when overlapping chunks are averaged: ``"uniform"`` (all
-    alike) or ``"hann"`` (Hann-like, frames near a chunk's centre count more than its edges)."""
-    if weighting == "uniform":
-        return np.ones(num_frames, dtype=np.float32)
-    if weighting == "hann":
-        return (0.1 + np.hanning(num_frames + 2)[1:-1]).astype(np.float32)
-    raise ValueError(f"chunk weighting must be one of {CHUNK_WEIGHTINGS}, got {weighting!r}")
-
 
 def aggregate(
     activity: np.ndarray,
@@ -33,7 +21,6 @@ def aggregate(
     chunk_starts: np.ndarray,
     num_global_frames: int,
     num_speakers: int,
-    weighting: str = "uniform",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Average chunk activity into global frames.
 
@@ -43,12 +30,10 @@ def aggregate(
         chunk_starts: ``(C,)`` first global frame of each chunk.
         num_global_frames: frames of the whole recording.
         num_speakers: number of global speakers.
-        weighting: how the frames of a chunk count (:func:`chunk_weights`).
     Returns:
         ``(F, G)`` averaged speaker scores in [0, 1] and ``(F,)`` averaged speaker count.
     """
     c_count, t_frames, s_slots = activity.shape
-    weights = chunk_weights(t_frames, weighting)
     scores = np.zeros((num_global_frames, max(num_speakers, 1)), dtype=np.float32)
     count = np.zeros(num_global_frames, dtype=np.float32)
     coverage = np.zeros(num_global_frames, dtype=np.float32)
@@ -58,13 +43,12 @@ def aggregate(
         n = f1 - f0
         if n <= 0:
             continue
-        w = weights[:n]
-        coverage[f0:f1] += w
-        count[f0:f1] += w * activity[c, :n].sum(axis=1)
+        coverage[f0:f1] += 1.0
+        count[f0:f1] += activity[c, :n].sum(axis=1)
         for s in range(s_slots):
             g = assignment[c, s]
             if g >= 0:
-                scores[f0:f1, g] += w * activity[c, :n, s]
+                scores[f0:f1, g] += activity[c, :n, s]
     coverage = np.maximum(coverage, 1e-6)
     return scores / coverage[:, None], count / coverage
 

@@ -67,10 +67,6 @@ class TrainConfig:
     margin_warmup_steps: int = 600
     margin_ramp_steps: int = 900
     min_embedding_frames: int = 12  # slots with fewer single-speaker frames get no speaker loss
-    # weight of a second speaker loss on embeddings pooled as at inference: with the model's own
-    # (detached) P(speaks alone) ** embedding_pool_power instead of the reference masks, so the
-    # embedding learns to live with the silence and other voices its own masks let in (0: off)
-    predicted_pool_weight: float = 0.0
     workers: int = 1
     threads: int = 1
     coverage: float = 1.0
@@ -86,10 +82,6 @@ class TrainConfig:
     # at the end, the weights of the last `average_last` epochs are averaged (kept in epochs/); the
     # average replaces best.pt when its dev DER is lower (0 or 1: no averaging)
     average_last: int = 0
-    # train only the embedding head (``emb_mlp``, ``emb_norm``): the backbone and the segmentation
-    # head keep their weights and batch-norm statistics, so segmentation cannot move while the
-    # embeddings learn with the full speaker loss
-    freeze_segmentation: bool = False
     # overrides of params.yaml `models.<model>.chunk` (e.g. {chunk_s: 10.0}): train at another chunk
     # length; the checkpoint and its ONNX export carry it, so inference follows the model
     chunk: dict[str, Any] = field(default_factory=dict)
@@ -161,26 +153,6 @@ def dev_der(
     items = list(iter_test_set(dev_dir))[:limit]
     table = score_thresholds(diarizer, items, thresholds)
     return min((row["der"], row["threshold"]) for row in table)
-
-
-EMBEDDING_HEAD = ("emb_mlp", "emb_norm")  # the modules `freeze_segmentation` keeps training
-
-
-def freeze_segmentation(model: torch.nn.Module) -> int:
-    """Stop gradients to everything but the embedding head; returns the trainable parameter count."""
-    for name, p in model.named_parameters():
-        p.requires_grad_(name.split(".")[0] in EMBEDDING_HEAD)
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def set_train_mode(model: torch.nn.Module, cfg: TrainConfig) -> None:
-    """``model.train()``, except that a frozen segmentation part stays in eval mode (its batch-norm
-    statistics do not move)."""
-    model.train()
-    if cfg.freeze_segmentation:
-        for name, module in model.named_children():
-            if name not in EMBEDDING_HEAD:
-                module.eval()
 
 
 def new_run_state() -> dict[str, Any]:
@@ -255,10 +227,8 @@ def train(
         if not cfg.teacher:
             raise ValueError("distill_weight > 0 needs `teacher` (run `flywheel data teacher` first)")
         teacher = torch.from_numpy(load_teacher_targets(data_dir / cfg.teacher, dataset.speaker_index))
-    if cfg.freeze_segmentation:
-        print(f"segmentation frozen: {freeze_segmentation(model):,} trainable model parameters")
     optimizer = torch.optim.AdamW(
-        [p for p in [*model.parameters(), *speaker_head.parameters()] if p.requires_grad],
+        [*model.parameters(), *speaker_head.parameters()],
         lr=cfg.lr,
         weight_decay=cfg.weight_decay,
     )
@@ -298,7 +268,7 @@ def train(
     while state["epoch"] < last_epoch and state["stale"] < cfg.patience:
         epoch = state["epoch"]
         losses = []
-        set_train_mode(model, cfg)
+        model.train()
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", total=est_steps)
         for i, (feats, labels, speaker_ids) in enumerate(bar):
             if cfg.max_steps_per_epoch and i >= cfg.max_steps_per_epoch:
@@ -542,16 +512,14 @@ def training_step(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Segmentation (PIT powerset), speaker (AAM) and distillation losses for one batch.
 
-    The speaker loss pools each local speaker over its reference single-speaker frames, plus (with
-    ``cfg.predicted_pool_weight``) over the model's own P(speaks alone), as inference does.
+    The speaker loss pools each local speaker over its reference single-speaker frames.
 
     ``teacher``: ``(num_speakers, D)`` centred unit teacher vectors; the distillation loss is the mean
     cosine distance between each valid local-speaker embedding and its speaker's teacher vector
     (zero without a teacher).
     """
-    with torch.set_grad_enabled(not cfg.freeze_segmentation):
-        hidden = model.backbone(feats)
-        logprobs = model.segment(hidden)
+    hidden = model.backbone(feats)
+    logprobs = model.segment(hidden)
     seg_loss, perm = pit_powerset_loss(logprobs, labels)
     # align slots with the permutation the segmentation loss chose
     labels = torch.gather(labels, 2, perm[:, None, :].expand_as(labels))
@@ -563,10 +531,6 @@ def training_step(
     if not valid.any():
         return seg_loss, zero, zero
     spk_loss = speaker_head(embeddings[valid], speaker_ids[valid])
-    if cfg.predicted_pool_weight > 0:
-        # slot k of the model is slot k of the permuted labels: its own weights, as `forward` pools
-        predicted = model.embed(hidden, model.pool_weights(logprobs.detach()))
-        spk_loss = spk_loss + cfg.predicted_pool_weight * speaker_head(predicted[valid], speaker_ids[valid])
     kd_loss = zero
     if teacher is not None:
         targets = teacher[speaker_ids[valid]]
@@ -593,14 +557,8 @@ def _init_weights(model: torch.nn.Module, speaker_head: AAMSoftmax, path: Path) 
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     grown = ""
     if set(ckpt["model"]) < set(model.state_dict()) and hasattr(model, "load_grown"):
-        new_attention = any(k.startswith("context.") for k in set(model.state_dict()) - set(ckpt["model"]))
         new_blocks = model.load_grown(ckpt["model"])
-        grown = "".join(
-            [
-                f", new blocks {new_blocks} start as identity" if new_blocks else "",
-                ", the new attention layer starts as identity" if new_attention else "",
-            ]
-        )
+        grown = f", new blocks {new_blocks} start as identity" if new_blocks else ""
     else:
         model.load_state_dict(ckpt["model"])
     head = ckpt.get("speaker_head")

@@ -37,7 +37,7 @@ from flywheel.clustering import (
     unit_rows,
 )
 from flywheel.features import FeatureConfig, limit_blas_threads, model_inputs
-from flywheel.stitching import CHUNK_WEIGHTINGS, aggregate, binarize, smooth, to_annotation
+from flywheel.stitching import aggregate, binarize, smooth, to_annotation
 
 # features (B, n_mels, T) -> (log-probs (B, T', 7), embeddings (B, 3, D))
 Backend = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -46,6 +46,27 @@ POWERSET = np.array(
     [[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1]], dtype=np.uint8
 )
 STITCHING_MODES = ("soft", "hard")
+# settings the pipeline no longer has, with the one value a model or record may still carry for each:
+# what the pipeline now always does. Models exported before their removal (the release cards and
+# ONNX metadata, gate records) store them; that value is ignored, any other is refused.
+# chunk_weighting: "hann" (chunk centres over edges) lost to "uniform" on dev and confirm
+# (docs/experiments.md) and was removed after commit b8457ab.
+RETIRED_SETTINGS = {"chunk_weighting": "uniform"}
+
+
+def without_retired_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` less the :data:`RETIRED_SETTINGS` that hold the value the pipeline now always uses.
+
+    Raises:
+        ValueError: a retired setting holds another value (the pipeline can no longer run it).
+    """
+    for key, kept in RETIRED_SETTINGS.items():
+        if key in settings and settings[key] != kept:
+            raise ValueError(
+                f"{key}={settings[key]!r} is no longer supported: only {kept!r} remains, which is "
+                f"what the pipeline always does now (drop the setting or use a commit up to b8457ab)"
+            )
+    return {k: v for k, v in settings.items() if k not in RETIRED_SETTINGS}
 
 
 @dataclass
@@ -69,23 +90,19 @@ class NeuralParams:
     refine_iterations: int = 0
     # what overlapping chunks average: "soft" activity probabilities or "hard" 0/1 decisions
     stitching: str = "soft"
-    # how a chunk's frames count in that average: "uniform" or "hann" (centre over edges)
-    chunk_weighting: str = "uniform"
     # moving average over the stitched scores and speaker count, seconds (odd frames; 0: none)
     smoothing_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.stitching not in STITCHING_MODES:
             raise ValueError(f"stitching must be one of {STITCHING_MODES}, got {self.stitching!r}")
-        if self.chunk_weighting not in CHUNK_WEIGHTINGS:
-            raise ValueError(
-                f"chunk_weighting must be one of {CHUNK_WEIGHTINGS}, got {self.chunk_weighting!r}"
-            )
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NeuralParams:
+        """The fields named in ``d`` (other keys are ignored; retired settings are checked and
+        dropped: :func:`without_retired_settings`)."""
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return cls(**{k: v for k, v in without_retired_settings(d).items() if k in names})
 
 
 @dataclass
@@ -237,9 +254,7 @@ class NeuralDiarizer:
         chunks averaged, smoothed, and the expected count of best-scoring speakers kept per frame."""
         soft = self.params.stitching == "soft" and local.probabilities is not None
         activity = local.probabilities.astype(np.float32) if soft else local.activity
-        scores, count = aggregate(
-            activity, assignment, local.chunk_frames, local.num_frames, k, self.params.chunk_weighting
-        )
+        scores, count = aggregate(activity, assignment, local.chunk_frames, local.num_frames, k)
         scores, count = smooth(scores, count, self.params.smoothing_s, self.frame_s)
         return binarize(scores, count)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from flywheel.config import REPO_ROOT, load_params
 from flywheel.onnx_model import OnnxSegmenter
-from flywheel.systems.neural import NeuralDiarizer, NeuralParams
+from flywheel.systems.neural import NeuralDiarizer, NeuralParams, without_retired_settings
 
 RELEASE_DIR = REPO_ROOT / "models" / "release"
 # keys of systems.<name> that are not pipeline settings of the model (where it is, how it is batched)
@@ -21,9 +21,11 @@ NOT_PIPELINE = frozenset({"model_path", "batch_size"})
 
 
 def pipeline_settings(config: dict[str, Any]) -> dict[str, Any]:
-    """The pipeline settings in a ``systems.<name>`` mapping (NeuralParams fields, less batching)."""
+    """The pipeline settings in a ``systems.<name>`` mapping or a model's metadata (NeuralParams
+    fields, less batching; a retired setting at the value the pipeline now always uses is dropped,
+    at another value refused: :func:`flywheel.systems.neural.without_retired_settings`)."""
     names = {f.name for f in fields(NeuralParams)} - NOT_PIPELINE
-    return {k: v for k, v in config.items() if k in names}
+    return {k: v for k, v in without_retired_settings(config).items() if k in names}
 
 
 def release_model_path(name: str) -> Path:

@@ -8,7 +8,7 @@ import pytest
 from flywheel.audio import SAMPLE_RATE
 from flywheel.metrics import der_breakdown
 from flywheel.segments import annotation_from_turns
-from flywheel.stitching import aggregate, binarize, chunk_weights, smooth, to_annotation
+from flywheel.stitching import aggregate, binarize, smooth, to_annotation
 from flywheel.systems.neural import (
     POWERSET,
     LocalResults,
@@ -186,21 +186,24 @@ def test_smoothing_windows_are_odd_and_centred() -> None:
         assert out[:, 0] == pytest.approx([0, 0, 0.2, 0.2, 0.2, 0.2, 0.2, 0, 0])
 
 
-def test_uniform_chunk_weighting_is_the_plain_mean_of_the_covering_chunks() -> None:
+def test_stitching_is_the_plain_mean_of_the_covering_chunks() -> None:
     # two 4-frame chunks overlapping by 2 frames, one local speaker each, both mapped to speaker 0
     activity = np.zeros((2, 4, 3), dtype=np.float32)
     activity[0, :, 0], activity[1, :, 0] = 1.0, 0.5
     assignment = np.array([[0, -1, -1], [0, -1, -1]])
-    scores, count = aggregate(activity, assignment, np.array([0, 2]), 6, 1, weighting="uniform")
+    scores, count = aggregate(activity, assignment, np.array([0, 2]), 6, 1)
     assert scores[:, 0] == pytest.approx([1.0, 1.0, 0.75, 0.75, 0.5, 0.5])
     assert count == pytest.approx(scores[:, 0])
-    hann, _ = aggregate(activity, assignment, np.array([0, 2]), 6, 1, weighting="hann")
-    assert hann[2, 0] != pytest.approx(0.75)  # the edge of one chunk, near the centre of the other
 
 
-def test_an_unknown_chunk_weighting_is_refused() -> None:
-    assert chunk_weights(5, "uniform").tolist() == [1.0] * 5
-    with pytest.raises(ValueError, match="chunk weighting"):
-        chunk_weights(5, "triangle")
-    with pytest.raises(ValueError, match="chunk_weighting"):
-        NeuralParams(chunk_weighting="triangle")
+def test_a_stored_uniform_chunk_weighting_is_ignored_and_hann_is_refused() -> None:
+    """Models exported before `chunk_weighting` was removed (the release cards and ONNX metadata) carry
+    "uniform", what stitching always does now: they load as before. "hann" is gone: refused, loudly."""
+    from flywheel.systems.onnx_system import pipeline_settings
+
+    stored = {"threshold": 0.5, "stitching": "soft", "chunk_weighting": "uniform"}
+    assert NeuralParams.from_dict(stored) == NeuralParams(threshold=0.5, stitching="soft")
+    assert pipeline_settings(stored) == {"threshold": 0.5, "stitching": "soft"}
+    for load in (NeuralParams.from_dict, pipeline_settings):
+        with pytest.raises(ValueError, match="chunk_weighting='hann' is no longer supported"):
+            load({**stored, "chunk_weighting": "hann"})

@@ -35,13 +35,24 @@ def test_release_model_carries_its_pipeline_settings(name: str) -> None:
 
     path = release_model_path(name)
     declared = pipeline_settings(load_params()["systems"][name])
-    carried = OnnxSegmenter(path).metadata.pipeline
+    stored = OnnxSegmenter(path).metadata.pipeline
+    carried = pipeline_settings(stored)  # less a retired setting at the value the pipeline now uses
     assert carried == declared, f"re-stamp it: python scripts/stamp_pipeline.py {name}"
     card = json.loads(path.with_suffix(".json").read_text())
-    assert (
-        card["pipeline"] == carried and card["onnx_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
-    )
+    assert card["pipeline"] == stored and card["onnx_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert get_system(name).pipeline_source == "model"
+
+
+def test_a_model_that_carries_a_removed_chunk_weighting_is_refused(tmp_path) -> None:
+    """The release models were exported with `chunk_weighting: uniform` (ignored: what stitching always
+    does now, see above); a model stamped with the removed "hann" is refused when it loads."""
+    from flywheel.onnx_model import stamp_pipeline
+
+    path = release_model_path("fast-cnn")
+    stored = OnnxSegmenter(path).metadata.pipeline
+    hann = stamp_pipeline(path, {**stored, "chunk_weighting": "hann"}, tmp_path / "hann.onnx")
+    with pytest.raises(ValueError, match="chunk_weighting='hann' is no longer supported"):
+        get_system("fast-cnn", model_path=hann)
 
 
 @pytest.mark.parametrize("name", sorted(SIZE_LIMIT_MB))

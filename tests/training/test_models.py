@@ -43,24 +43,25 @@ def test_fast_cnn_grows_by_identity_blocks(params) -> None:
         small.load_grown(grown.state_dict())  # shrinking is not growing
 
 
-def test_attention_layer_starts_as_identity_and_sees_the_whole_chunk(params) -> None:
-    """`attention_dim`: a grown model with the attention layer computes what the deeper model did;
-    once its output projection moves, the first frame depends on the last ones (beyond the ~6 s the
-    dilated blocks see)."""
+def test_checkpoints_from_before_the_attention_layer_was_removed_still_load(params, tmp_path) -> None:
+    """A checkpoint config that stores `attention_dim` 0 (no attention layer: the release fast-cnn.pt)
+    loads as the model it is; one with the layer is refused with the commit that still had it."""
+    import pytest
+
+    from training.export import load_checkpoint
+
     torch.manual_seed(0)
-    dilations = [*params["models"]["fast-cnn"]["dilations"], 4]
-    deeper = build_model("fast-cnn", params, dilations=dilations).eval()
-    model = build_model("fast-cnn", params, dilations=dilations, attention_dim=64).eval()
-    assert model.load_grown(deeper.state_dict()) == []
-    assert count_parameters(model) <= 2.5e6
-    x = torch.randn(1, 64, 1000)  # 10 s
-    for a, b in zip(deeper(x), model(x), strict=True):
-        assert torch.allclose(a, b, atol=1e-5)
-    torch.nn.init.normal_(model.context.out.weight, std=0.1)
-    h = torch.randn(1, params["models"]["fast-cnn"]["channels"], 250)
-    g = h.clone()
-    g[:, :, -25:] += 3.0  # the last second of hidden frames
-    assert not torch.allclose(model.context(h)[:, :, 0], model.context(g)[:, :, 0], atol=1e-4)
+    model = build_model("fast-cnn", params).eval()
+    path = tmp_path / "best.pt"
+    ckpt = {"model_type": "fast-cnn", "config": {**model.cfg.as_dict(), "attention_dim": 0}}
+    torch.save({**ckpt, "model": model.state_dict()}, path)
+    loaded, _ = load_checkpoint(path)
+    x = torch.randn(1, 64, 500)
+    for a, b in zip(model(x), loaded(x), strict=True):
+        assert torch.equal(a, b)
+    torch.save({**ckpt, "config": {**ckpt["config"], "attention_dim": 64}, "model": {}}, path)
+    with pytest.raises(ValueError, match=r"attention_dim.*b8457ab"):
+        load_checkpoint(path)
 
 
 def test_embedding_pooling_power_sharpens_the_weights(params) -> None:

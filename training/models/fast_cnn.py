@@ -34,10 +34,6 @@ class FastCNNConfig:
     kernel_size: int = 5
     embedding_hidden: int = 1280
     embedding_dim: int = 256
-    # width of one self-attention layer over all frames of the chunk after the blocks (0: none). The
-    # dilated blocks see about 6 s; a chunk longer than that needs it to keep each local speaker in
-    # one slot from start to end
-    attention_dim: int = 0
     # inference pooling weights: P(alone) ** embedding_pool_power (1: the probabilities as they are)
     embedding_pool_power: float = 1.0
 
@@ -64,28 +60,6 @@ class Block(nn.Module):
         return x + y * gate.unsqueeze(2)
 
 
-class ContextAttention(nn.Module):
-    """One single-head self-attention layer over all frames of the chunk, residual.
-
-    Its output projection starts at zero, so adding it to a trained model changes nothing until
-    training moves it (see :meth:`FastCNN.load_grown`).
-    """
-
-    def __init__(self, channels: int, dim: int):
-        super().__init__()
-        self.norm = nn.BatchNorm1d(channels)
-        self.qkv = nn.Conv1d(channels, 3 * dim, 1)
-        self.out = nn.Conv1d(dim, channels, 1)
-        self.scale = dim**-0.5
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q, k, v = self.qkv(self.norm(x)).chunk(3, dim=1)  # (B, dim, T) each
-        weights = torch.softmax(torch.matmul(q.transpose(1, 2), k) * self.scale, dim=-1)  # (B, T, T)
-        return x + self.out(torch.matmul(v, weights.transpose(1, 2)))
-
-
 class FastCNN(LocalDiarizationModel):
     """``forward(features[B, n_mels, T]) -> (powerset_logprobs[B, T/4, 7], embeddings[B, 3, D])``."""
 
@@ -107,20 +81,17 @@ class FastCNN(LocalDiarizationModel):
             nn.ReLU(),
         )
         self.blocks = nn.Sequential(*[Block(c, cfg.expansion, cfg.kernel_size, d) for d in cfg.dilations])
-        self.context = ContextAttention(c, cfg.attention_dim) if cfg.attention_dim else nn.Identity()
         self._init_heads(c, cfg.embedding_hidden, cfg.embedding_dim, cfg.embedding_pool_power)
 
     def load_grown(self, state: dict[str, torch.Tensor]) -> list[int]:
-        """Load the weights of a Fast CNN that has fewer residual blocks (this model's first ones)
-        and possibly no attention layer.
+        """Load the weights of a Fast CNN that has fewer residual blocks (this model's first ones).
 
-        The blocks it lacks start as identity (their last projection zeroed, so ``x + 0``), and so does
-        a new attention layer (:class:`ContextAttention`): the grown model computes exactly what the
-        smaller one did, and training goes on with more depth or context. Returns the indices of the
-        new blocks.
+        The blocks it lacks start as identity (their last projection zeroed, so ``x + 0``): the grown
+        model computes exactly what the smaller one did, and training goes on with more depth.
+        Returns the indices of the new blocks.
 
         Raises:
-            ValueError: the weights differ in anything but whole trailing blocks and the attention layer.
+            ValueError: the weights differ in anything but whole trailing blocks.
         """
         own = self.state_dict()
         missing = sorted(set(own) - set(state))
@@ -129,7 +100,7 @@ class FastCNN(LocalDiarizationModel):
         kept = len(self.blocks) - len(new_blocks)
         if (
             unexpected
-            or any(not k.startswith(("blocks.", "context.")) for k in missing)
+            or any(not k.startswith("blocks.") for k in missing)
             or new_blocks != list(range(kept, len(self.blocks)))
         ):
             raise ValueError(
@@ -144,7 +115,7 @@ class FastCNN(LocalDiarizationModel):
     def backbone(self, features: torch.Tensor) -> torch.Tensor:
         """``(B, n_mels, T)`` log-mel -> ``(B, C, T/4)`` hidden frames."""
         features = features - features.mean(dim=(1, 2), keepdim=True)
-        return self.context(self.blocks(self.stem(self.input_norm(features))))
+        return self.blocks(self.stem(self.input_norm(features)))
 
 
 __all__ = ["FastCNN", "FastCNNConfig", "count_parameters"]

@@ -19,6 +19,13 @@ def build_model(model_type: str, params: dict[str, Any] | None = None, **overrid
     if model_type == "fast-cnn":
         from training.models.fast_cnn import FastCNN, FastCNNConfig
 
+        # checkpoints saved before the attention layer was removed (after commit b8457ab; the release
+        # fast-cnn.pt among them) store attention_dim 0: no layer, the model as it is now
+        if arch.pop("attention_dim", 0):
+            raise ValueError(
+                "attention_dim (the Fast CNN attention layer) was removed after commit b8457ab: "
+                "this checkpoint or recipe needs that commit"
+            )
         arch["dilations"] = tuple(arch.get("dilations", FastCNNConfig.dilations))
         return FastCNN(FastCNNConfig(**arch))
     if model_type == "distilhubert":
