@@ -11,6 +11,7 @@ Both expose the same two coroutines, so the ingress code does not care which top
 from __future__ import annotations
 
 import asyncio
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -18,6 +19,8 @@ import numpy as np
 
 from serving.arms import Arm
 from serving.audio_store import to_pcm16
+
+log = logging.getLogger(__name__)
 
 
 class ArmOverloaded(Exception):
@@ -83,9 +86,15 @@ class DeploymentArms:
 
     mode = "deployments"
 
-    def __init__(self, handles: dict[str, Any], retry_after_s: dict[str, float] | None = None):
+    def __init__(
+        self,
+        handles: dict[str, Any],
+        retry_after_s: dict[str, float] | None = None,
+        replica_retries: int = 2,
+    ):
         self.handles = handles
         self.retry_after_s = retry_after_s or {}
+        self.replica_retries = replica_retries
 
     def available(self) -> list[str]:
         """Arms whose deployment exists (only arms with a model at deploy time get one)."""
@@ -94,15 +103,28 @@ class DeploymentArms:
     async def diarize(self, arm: str, samples: np.ndarray, num_speakers: int | None = None) -> dict[str, Any]:
         """One handle hop to a replica of the arm, carrying the audio as 16-bit PCM bytes.
 
+        A replica that dies under the call (``RayActorError``: killed, crashed, its node gone) costs
+        the caller nothing: diarization has no side effects, so the call is sent again, up to
+        ``replica_retries`` times, and Serve routes it to a live replica (or the one it starts).
+
         Raises :class:`ArmOverloaded` when Serve refuses the call because the arm's queue is full
         (``BackPressureError``: ``max_queued_requests`` requests already wait for a free replica).
         """
+        from ray.exceptions import RayActorError
         from ray.serve.exceptions import BackPressureError
 
-        try:
-            return await self.handles[arm].diarize.remote(to_pcm16(samples), num_speakers)
-        except BackPressureError as err:
-            raise ArmOverloaded(arm, str(err), self.retry_after_s.get(arm, 1.0)) from None
+        pcm = to_pcm16(samples)
+        for attempt in range(self.replica_retries + 1):
+            try:
+                return await self.handles[arm].diarize.remote(pcm, num_speakers)
+            except BackPressureError as err:
+                raise ArmOverloaded(arm, str(err), self.retry_after_s.get(arm, 1.0)) from None
+            except RayActorError as err:
+                if attempt == self.replica_retries:
+                    raise
+                log.warning("arm %s: replica gone under the call (%s); sending it again", arm, err)
+                await asyncio.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     async def describe(self) -> list[dict[str, Any]]:
         """Ask one replica of each arm."""
