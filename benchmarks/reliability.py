@@ -8,11 +8,15 @@ prediction log can be counted.
 
 Faults (``--mode faults``), each during ``--phase-s`` seconds of load:
 
-* ``replica_kill``: one ``arm-fast-cnn`` replica SIGKILLed 5 s in (Serve starts a new one): failed
-  requests, time until the replica is replaced, time until the last failure;
+* ``replica_kill``: at ``--kill-rate`` req/s, an ``arm-fast-cnn`` replica SIGKILLed 5 s in, and twice
+  more, each once Serve has replaced the previous one: failed requests, time until each replica is
+  replaced, time from a kill to its last failure;
 * ``sqlite_lock``: the SQLite prediction database held under ``BEGIN EXCLUSIVE`` for 20 s;
 * ``postgres_stop``: the app redeployed on a throwaway PostgreSQL (Debian's binaries, loopback),
   stopped (``pg_ctl -m immediate``) for 20 s, then started again;
+* ``mlflow_stop``: the fast-cnn arm follows the MLflow champion (the release model through the real
+  gate, on a throwaway MLflow server); the server is SIGKILLed for 20 s: failed requests, rows lost,
+  the model versions the arm answered with;
 
 with, for each, the requests answered, failed (5xx or no answer) and rows lost (answered requests
 without a row once the log is flushed).
@@ -31,8 +35,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -56,6 +62,7 @@ from benchmarks.load import make_clip  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 PORT, DIRECT_MIN = 8765, 31500
+SHED = "shed: 503 + Retry-After"
 TARGETS = {"max_failed_share_replica_kill": 0.01, "max_recovery_s": 30.0, "max_rss_growth_pct": 5.0}
 
 
@@ -66,6 +73,7 @@ class Load:
     def __init__(self, urls: list[str], clip: bytes, rate: float, prefix: str, workers: int = 24):
         self.urls, self.clip, self.rate, self.prefix = urls, clip, rate, prefix
         self.results: list[tuple[float, float, int, str]] = []  # (t, latency ms, status, error)
+        self.served: list[tuple[float, str, str]] = []  # (t, X-Arm, X-Model-Version) of each 200
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(workers)
         self._local = threading.local()
@@ -85,6 +93,11 @@ class Load:
                 f"{url}/v1/diarize", content=self.clip, headers={"X-Client-Id": f"{self.prefix}{i}"}
             )
             status, error = r.status_code, "" if r.status_code < 500 else r.text[:200]
+            if status == 503 and "retry-after" in r.headers:
+                error = SHED  # the overload policy answering (an arm's queue is full), not a failure
+            if status == 200:
+                arm, version = r.headers.get("x-arm", ""), r.headers.get("x-model-version", "")
+                self.served.append((t - self.t0, arm, version))
         except Exception as err:  # no answer at all
             status, error = 0, f"{type(err).__name__}: {err}"[:200]
         self.results.append((t - self.t0, (time.monotonic() - t) * 1000, status, error))
@@ -112,17 +125,18 @@ class Load:
     def summary(self) -> dict[str, Any]:
         """Counts and latency percentiles of what was sent."""
         ok = [lat for _, lat, s, _ in self.results if s == 200]
-        failed = [r for r in self.results if r[2] == 0 or r[2] >= 500]
+        failed = [r for r in self.results if (r[2] == 0 or r[2] >= 500) and r[3] != SHED]
         return {
             "sent": len(self.results),
             "answered": sum(1 for r in self.results if r[2] != 0),
             "ok": len(ok),
             "failed": len(failed),
+            "shed": sum(1 for r in self.results if r[3] == SHED),
             "failed_share": round(len(failed) / max(1, len(self.results)), 4),
             "p50_ms": round(float(np.percentile(ok, 50)), 1) if ok else None,
             "p99_ms": round(float(np.percentile(ok, 99)), 1) if ok else None,
             "failures": sorted({e for *_, e in failed})[:5],
-            "failure_times_s": [round(t, 2) for t, _, s, _ in self.results if s == 0 or s >= 500],
+            "failure_times_s": [round(r[0], 2) for r in failed],
         }
 
 
@@ -232,28 +246,42 @@ def _urls() -> list[str]:
     return [f"http://127.0.0.1:{PORT}"] + [f"http://127.0.0.1:{p}" for p in direct[:1]]
 
 
-def replica_kill(clip: bytes, rate: float, phase_s: float, db_url: str) -> dict[str, Any]:
-    """Kill one fast-cnn replica 5 s into the load; time until it is replaced."""
+def replica_kill(clip: bytes, rate: float, phase_s: float, db_url: str, kills: int = 3) -> dict[str, Any]:
+    """SIGKILL an ``arm-fast-cnn`` replica ``kills`` times under load (the first 5 s in, each next one
+    once Serve has replaced the previous victim and 3 s have passed); time until each is replaced."""
     from serving import control
 
-    before = control.replicas()["arm-fast-cnn"]
-    replaced_s = None
+    replaced: list[float | None] = []
+    kill_times: list[float] = []
     with Load(_urls(), clip, rate, "rk-") as load:
         time.sleep(5)
-        victim = before[0][1]
-        os.kill(int(victim), signal.SIGKILL)
-        killed = time.monotonic()
-        while time.monotonic() - load.t0 < phase_s or replaced_s is None:
-            now = control.replicas().get("arm-fast-cnn", [])
-            if replaced_s is None and len(now) == len(before) and all(pid != victim for _, pid in now):
-                replaced_s = round(time.monotonic() - killed, 1)
-            if time.monotonic() - killed > 120:
+        for _ in range(kills):
+            before = control.replicas()["arm-fast-cnn"]
+            victim = before[0][1]
+            os.kill(int(victim), signal.SIGKILL)
+            killed = time.monotonic()
+            kill_times.append(killed - load.t0)
+            replaced_s = None
+            while replaced_s is None and time.monotonic() - killed < 120:
+                now = control.replicas().get("arm-fast-cnn", [])
+                if len(now) == len(before) and all(pid != victim for _, pid in now):
+                    replaced_s = round(time.monotonic() - killed, 1)
+                time.sleep(0.5)
+            replaced.append(replaced_s)
+            if replaced_s is None:
                 break
-            time.sleep(0.5)
+            time.sleep(3)
+        time.sleep(max(0.0, phase_s - (time.monotonic() - load.t0)))
     out = load.summary()
-    kill_at = killed - load.t0
-    after = [t - kill_at for t in out.pop("failure_times_s") if t >= kill_at - 1]
-    out.update(replaced_s=replaced_s, last_failure_after_kill_s=round(max(after), 2) if after else 0.0)
+    failures = out.pop("failure_times_s")
+    after = [min(t - k for k in kill_times if t >= k - 1) for t in failures if t >= kill_times[0] - 1]
+    known = [r for r in replaced if r is not None]
+    out.update(
+        kills=len(kill_times),
+        replaced_each_s=replaced,
+        replaced_s=max(known) if len(known) == len(replaced) else None,
+        last_failure_after_kill_s=round(max(after), 2) if after else 0.0,
+    )
     out["rows_lost"] = rows_lost(db_url, "rk-", out["answered"])
     return out
 
@@ -274,14 +302,96 @@ def database_fault(
     return out
 
 
-def run_faults(clip: bytes, rate: float, phase_s: float, runtime: Path) -> dict[str, Any]:
-    """The three fault phases (PostgreSQL skipped when its binaries are missing)."""
+def mlflow_outage(clip: bytes, rate: float, phase_s: float, runtime: Path) -> dict[str, Any]:
+    """The fast-cnn arm follows the MLflow champion (the release model, registered and promoted by the
+    real gate on a throwaway MLflow server); the server is SIGKILLed 5 s into the load and started again
+    20 s later. Failed requests, rows lost, and the model versions the arm answered with (one: it kept
+    its champion through the outage)."""
+    from experiments.gate_rules import GateRules
+    from experiments.mlflow_server import ServerConfig, launch, stop_server, wait_healthy
+    from experiments.promote import promote
+    from experiments.registry import register
+    from flywheel.config import get_settings
     from serving import control
 
-    results: dict[str, Any] = {}
-    control.deploy(config(), timeout_s=300)
-    results["replica_kill"] = replica_kill(clip, rate, phase_s, f"sqlite:///{runtime / 'predictions.db'}")
-    print("replica_kill", results["replica_kill"], flush=True)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ServerConfig(port=port, root=runtime / "mlflow")
+    env = {
+        "FLYWHEEL_MLFLOW_TRACKING_URI": server.url,
+        "FLYWHEEL_GATE_KEY": secrets.token_hex(16),
+        "FLYWHEEL_REPORTS_DIR": str(runtime / "reports"),
+        "FLYWHEEL_MODEL_CACHE_DIR": str(runtime / "model-cache"),
+    }
+    os.environ.update(env)
+    get_settings.cache_clear()
+    proc = launch(server)
+    try:
+        if not wait_healthy(server.url, 240, proc):
+            return {"skipped": f"mlflow server did not start (log: {server.log_file})"}
+        version = register("fast-cnn", REPO / "models" / "release" / "fast-cnn.onnx", {}, "release")
+        # This phase tests an outage, not the model: the gate's DER bars are opened so the release model
+        # (24 % on the gate set, above the product bar of 20 %) becomes the champion the arm follows.
+        rules = dataclasses.replace(GateRules.from_params(), max_der=1.0, beta_max_der=1.0)
+        decision = promote("fast-cnn", version, rules=rules)
+        if decision.action != "champion":
+            return {"skipped": f"the gate did not make the release model champion: {decision.reason}"}
+        cfg = config(env)
+        arm = cfg["applications"][0]["args"]["arms"]["fast-cnn"]
+        arm.pop("model_path", None)
+        arm.update(model_name="fast-cnn", tracking_uri=server.url, poll_s=1)
+        control.deploy(cfg, timeout_s=300)
+        time.sleep(3)
+        with Load(_urls(), clip, rate, "ml-") as load:
+            time.sleep(5)
+            os.killpg(proc.pid, signal.SIGKILL)  # a crash: no shutdown, the port just stops answering
+            proc.wait()
+            time.sleep(20)
+            proc = launch(server)
+            back = wait_healthy(server.url, 120, proc)
+            time.sleep(max(0.0, phase_s - (time.monotonic() - load.t0)))
+        out = load.summary()
+        out.pop("failure_times_s")
+        versions = sorted({v for _, name, v in load.served if name == "fast-cnn"})
+        out.update(champion_version=version, fast_cnn_versions=versions, mlflow_back=back)
+        out["rows_lost"] = rows_lost(f"sqlite:///{runtime / 'predictions.db'}", "ml-", out["answered"])
+        return out
+    finally:
+        stop_server(server)
+        control.deploy(config(), timeout_s=300)
+
+
+def postgres_outage(clip: bytes, rate: float, phase_s: float) -> dict[str, Any]:
+    """The app redeployed on a throwaway PostgreSQL, stopped for 20 s under load, then started."""
+    from serving import control
+
+    try:
+        pg = Postgres()
+    except RuntimeError as err:
+        return {"skipped": str(err)}
+    try:
+        pg.init()
+        control.deploy(config({"FLYWHEEL_DATABASE_URL": pg.url}), timeout_s=300)
+        time.sleep(3)
+        return database_fault(clip, rate, phase_s, pg.url, "pg-", pg.stop, pg.start)
+    finally:
+        control.deploy(config(), timeout_s=300)
+        pg.remove()
+
+
+FAULTS = ("replica_kill", "sqlite_lock", "mlflow_stop", "postgres_stop")
+
+
+def run_faults(
+    clip: bytes, rate: float, phase_s: float, runtime: Path, kill_rate: float, only: list[str] | None = None
+) -> dict[str, Any]:
+    """The fault phases of ``only`` (default: all four; PostgreSQL skipped when its binaries are missing)."""
+    from serving import control
+
+    unknown = set(only or ()) - set(FAULTS)
+    if unknown:
+        raise typer.BadParameter(f"unknown fault(s) {sorted(unknown)}; choose from {list(FAULTS)}")
     db = runtime / "predictions.db"
     lock: dict[str, sqlite3.Connection] = {}
 
@@ -294,22 +404,19 @@ def run_faults(clip: bytes, rate: float, phase_s: float, runtime: Path) -> dict[
         lock["c"].close()
 
     url = f"sqlite:///{db}"
-    results["sqlite_lock"] = database_fault(clip, rate, phase_s, url, "sq-", lock_db, unlock_db)
-    print("sqlite_lock", results["sqlite_lock"], flush=True)
-    try:
-        pg = Postgres()
-    except RuntimeError as err:
-        results["postgres_stop"] = {"skipped": str(err)}
-        return results
-    try:
-        pg.init()
-        control.deploy(config({"FLYWHEEL_DATABASE_URL": pg.url}), timeout_s=300)
-        time.sleep(3)
-        results["postgres_stop"] = database_fault(clip, rate, phase_s, pg.url, "pg-", pg.stop, pg.start)
-        print("postgres_stop", results["postgres_stop"], flush=True)
-    finally:
-        control.deploy(config(), timeout_s=300)
-        pg.remove()
+    phases = {
+        "replica_kill": lambda: replica_kill(clip, kill_rate, phase_s, url),
+        "sqlite_lock": lambda: database_fault(clip, rate, phase_s, url, "sq-", lock_db, unlock_db),
+        "mlflow_stop": lambda: mlflow_outage(clip, rate, phase_s, runtime),
+        "postgres_stop": lambda: postgres_outage(clip, rate, phase_s),
+    }
+    control.deploy(config(), timeout_s=300)
+    results: dict[str, Any] = {}
+    for name in FAULTS:
+        if only and name not in only:
+            continue
+        results[name] = phases[name]()
+        print(name, results[name], flush=True)
     return results
 
 
@@ -410,14 +517,17 @@ def table(report: dict[str, Any]) -> str:
         if "skipped" in r:
             lines.append(f"| {name} | skipped: {r['skipped']} | | | | | |")
             continue
-        rec = (
-            f"replaced in {r['replaced_s']} s, last failure +{r['last_failure_after_kill_s']} s"
-            if "replaced_s" in r
-            else ""
-        )
+        rec = ""
+        if "replaced_s" in r:
+            each = ", ".join(f"{x} s" for x in r["replaced_each_s"])
+            rec = f"{r['kills']} kills, replaced in {each}; last failure +{r['last_failure_after_kill_s']} s"
+        elif "fast_cnn_versions" in r:
+            seen = ", v".join(r["fast_cnn_versions"])
+            rec = f"champion v{r['champion_version']}; fast-cnn answered with v{seen}"
         lost = r.get("rows_lost", "-")
+        shed = f" (+{r['shed']} shed)" if r.get("shed") else ""
         lines.append(
-            f"| {name} | {r['sent']} | {r['failed']} | {100 * r['failed_share']:.2f} | {lost} "
+            f"| {name} | {r['sent']} | {r['failed']}{shed} | {100 * r['failed_share']:.2f} | {lost} "
             f"| {rec} | {r['p50_ms']} / {r['p99_ms']} |"
         )
     s = report.get("soak")
@@ -439,6 +549,8 @@ def main(
     minutes: float = typer.Option(10.0, help="soak duration"),
     rate: float = typer.Option(8.0, help="requests per second (open loop)"),
     phase_s: float = typer.Option(40.0, help="seconds of load per fault phase"),
+    kill_rate: float = typer.Option(20.0, help="requests per second during the replica kills"),
+    fault: list[str] = typer.Option(None, help=f"only these fault phases (repeatable): {', '.join(FAULTS)}"),
     clip_s: float = typer.Option(5.0, help="seconds of audio per request"),
     out: Path = typer.Option(REPO / "reports" / "benchmarks" / "reliability.json"),
 ) -> None:
@@ -454,7 +566,15 @@ def main(
     clip = make_clip(clip_s)
     report: dict[str, Any] = {
         "machine": machine(),
-        "args": {"mode": mode, "minutes": minutes, "rate": rate, "phase_s": phase_s, "clip_s": clip_s},
+        "args": {
+            "mode": mode,
+            "minutes": minutes,
+            "rate": rate,
+            "kill_rate": kill_rate,
+            "faults": fault or list(FAULTS),
+            "phase_s": phase_s,
+            "clip_s": clip_s,
+        },
         "runtime": str(runtime),
         "targets": TARGETS,
     }
@@ -462,7 +582,7 @@ def main(
     control.start_ray(num_cpus=2)
     try:
         if mode in ("faults", "all"):
-            report["faults"] = run_faults(clip, rate, phase_s, runtime)
+            report["faults"] = run_faults(clip, rate, phase_s, runtime, kill_rate, fault or None)
         if mode in ("soak", "all"):
             report["soak"] = run_soak(clip, rate, minutes, runtime)
     finally:
