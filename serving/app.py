@@ -115,8 +115,11 @@ class Ingress:
 
     def __serve_build_asgi_app__(self) -> Any:
         from serving.api import create_api
+        from serving.request_id_header import ingress_sets_request_id
 
-        return create_api(self.service, echo_request_id=False)  # Serve's HTTP layer adds X-Request-Id
+        # Serve's HTTP layer appends its own X-Request-Id; with our proxy callback installed it keeps
+        # the ingress's (the id of the body and the row) and drops Ray's copy.
+        return create_api(self.service, echo_request_id=ingress_sets_request_id())
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """``user_config: {weights: {arm: weight}}``; applied without restarting the replica."""

@@ -37,6 +37,8 @@ def ray_env(throughput_optimized: bool = True) -> dict[str, str]:
         "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2",  # default 30 s per stop
         "PYANNOTE_METRICS_ENABLED": "false",
         "OMP_NUM_THREADS": "1",
+        # one X-Request-Id per response, the ingress's (serving/request_id_header.py)
+        "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": "serving.request_id_header:proxy_middlewares",
     }
     if throughput_optimized:
         env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
