@@ -307,11 +307,11 @@ def mlflow_outage(clip: bytes, rate: float, phase_s: float, runtime: Path) -> di
     real gate on a throwaway MLflow server); the server is SIGKILLed 5 s into the load and started again
     20 s later. Failed requests, rows lost, and the model versions the arm answered with (one: it kept
     its champion through the outage)."""
-    from experiments.gate_rules import GateRules
-    from experiments.mlflow_server import ServerConfig, launch, stop_server, wait_healthy
-    from experiments.promote import promote
-    from experiments.registry import register
     from flywheel.config import get_settings
+    from registry.gate_rules import GateRules
+    from registry.mlflow_server import ServerConfig, launch, stop_server, wait_healthy
+    from registry.models import register
+    from registry.promote import promote
     from serving import control
 
     with socket.socket() as sock:

@@ -60,8 +60,8 @@ def evaluate(
 ) -> None:
     """Score a system: DER (pyannote.metrics, overlap scored) at collars 0 and 0.25, per file and total."""
     from experiments.evaluate import evaluate_system, print_report
-    from experiments.tracking import log_evaluation
     from flywheel.systems import get_system
+    from registry.tracking import log_evaluation
 
     out_dir = out_dir or REPO_ROOT / "reports" / system / test_set.name
     diarizer = get_system(system, **({"model_path": model_path} if model_path else {}))

@@ -24,7 +24,7 @@ def mlflow_server(
     timeout: float = typer.Option(240.0, help="Seconds to wait for /health (first start: about 1 min)."),
 ) -> None:
     """Start the MLflow tracking server (UI + registry) in the background and wait for /health."""
-    from experiments.mlflow_server import (
+    from registry.mlflow_server import (
         ServerConfig,
         ServerError,
         launch,
@@ -71,7 +71,7 @@ def _server_ready(cfg: Any, bootstrap: bool) -> None:
     typer.echo(f"MLflow UI and API at {cfg.url} (log {cfg.log_file})")
     if not bootstrap:
         return
-    from experiments.registry import bootstrap_registry
+    from registry.models import bootstrap_registry
 
     try:
         versions = bootstrap_registry(cfg.url)
@@ -97,11 +97,11 @@ def register(
     promote_now: bool = typer.Option(False, "--promote", help="Run the promotion gate right after."),
 ) -> None:
     """Register an ONNX model version with its DER, latency, dataset version and git commit."""
-    from experiments.gate_rules import GateRules
-    from experiments.mlflow_utils import dataset_version, git_commit
-    from experiments.promote import registration_metrics
-    from experiments.registry import RegistryUnavailable, client_for
-    from experiments.registry import register as run_register
+    from registry.gate_rules import GateRules
+    from registry.mlflow_utils import dataset_version, git_commit
+    from registry.models import RegistryUnavailable, client_for
+    from registry.models import register as run_register
+    from registry.promote import registration_metrics
 
     try:
         client_for()  # fail fast, before a gate-set evaluation
@@ -129,9 +129,9 @@ def promote(
 ) -> None:
     """The gate: evaluates the version and the champion on the gate set, writes its signed record,
     moves champion / challenger (a hand-set alias goes back to the last good version)."""
-    from experiments.gate_rules import GateRules
-    from experiments.promote import promote as run_promote
-    from experiments.registry import RegistryUnavailable
+    from registry.gate_rules import GateRules
+    from registry.models import RegistryUnavailable
+    from registry.promote import promote as run_promote
 
     rules = GateRules.from_params()
     typer.echo(rules.describe())

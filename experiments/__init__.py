@@ -1,0 +1,1 @@
+"""Evaluation and tuning: DER evaluation, threshold and pooling tuning, plots, the A/B report."""

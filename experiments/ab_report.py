@@ -23,7 +23,7 @@ two-sample form of :func:`flywheel.metrics.paired_bootstrap`). The reference arm
 most traffic (the incumbent); every other arm is compared with it on reviewed labels when both have at
 least ``MIN_FILES`` reviewed requests, else on the teacher's pseudo-labels (a proxy, said so).
 
-The product rule is the promotion gate's (:class:`experiments.promote.GateRules`, ``params.yaml:
+The product rule is the promotion gate's (:class:`registry.promote.GateRules`, ``params.yaml:
 promotion``): an arm's DER <= ``max_der`` qualifies it as champion, up to ``beta_max_der`` as
 ``challenger`` (beta traffic), above that it should get no traffic. The recommendation says which
 arm the rule and the numbers favour, and whether the difference is significant yet (its interval
@@ -297,7 +297,7 @@ def build_report(
     seed: int = 0,
 ) -> ABReport:
     """The numbers of the report from already-loaded inputs (pure: no I/O)."""
-    from experiments.promote import GateRules, decide
+    from registry.promote import GateRules, decide
 
     rules = rules or GateRules.from_params()
     routed = [r for r in rows if r["arm"] and r["status"] != "client_closed"]
@@ -610,7 +610,7 @@ def log_to_mlflow(
     report: ABReport, out_dir: Path, enabled: bool = True, uri: str | None = None
 ) -> str | None:
     """Metrics per arm and the report folder as artifacts (``ab-report/``); None when not logged."""
-    from experiments.tracking import start_run
+    from registry.tracking import start_run
 
     tracker = start_run(
         "ab-report",
@@ -662,8 +662,8 @@ def ab_report(
     seed: int = 0,
 ) -> ABReport:
     """Load, compute, write ``report.html`` / ``report.json`` / figures to ``out_dir``, log to MLflow."""
-    from experiments.promote import GateRules
     from flywheel.config import load_params
+    from registry.promote import GateRules
     from serving.db.engine import make_engine
 
     params = params or load_params()

@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     models_dir: Path = REPO_ROOT / "models"
     shared_data_dir: Path = REPO_ROOT.parent / "shared" / "data"
 
-    # MLflow (experiments/tracking.py, experiments/registry.py, `flywheel mlflow`)
+    # MLflow (registry/tracking.py, registry/models.py, `flywheel mlflow`)
     mlflow_tracking_uri: str = Field(
         "http://127.0.0.1:5000",
         validation_alias=AliasChoices("FLYWHEEL_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI"),

@@ -3,7 +3,7 @@
 Every serving process (the ingress replica, each arm replica, a standalone uvicorn app) appends to
 ``<runtime>/logs/serving.jsonl`` (``FLYWHEEL_LOG_DIR`` to move it, ``FLYWHEEL_LOG_LEVEL`` to filter):
 one line per request on ``POST /v1/diarize`` and every other logged request (``serving.access``),
-plus warnings and errors of the loggers ``serving``, ``flywheel``, ``experiments`` (champion
+plus warnings and errors of the loggers ``serving``, ``flywheel``, ``registry`` (champion
 resolution, model loading, the prediction database) with their tracebacks. Lines carry the request
 id of the request they belong to, so a row of the prediction log, an ``X-Request-Id`` header and a
 log line can be joined. The file is outside Ray's session directory: it stays after ``make down``.
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 LOG_FILE = "serving.jsonl"
-LOGGERS = ("serving", "flywheel", "experiments")
+LOGGERS = ("serving", "flywheel", "registry")
 # Extra attributes a record may carry (``log.info(..., extra={...})``) that go into the JSON line.
 FIELDS = (
     "request_id",

@@ -2,7 +2,7 @@
 
 1. an explicit ``model_path`` from the Serve config (pins the arm to a file; used by tests);
 2. the environment: ``FLYWHEEL_MODEL_PATH_<ARM>`` (``fast-cnn`` -> ``FLYWHEEL_MODEL_PATH_FAST_CNN``);
-3. the model registry: ``experiments.registry.resolve_champion(model_name)`` (MLflow ``@champion``
+3. the model registry: ``registry.models.resolve_champion(model_name)`` (MLflow ``@champion``
    when the gate's signed record on it matches the file, else the last good gated version; the
    release ONNX when MLflow is down or nothing gated is there). Such a champion carries the
    SHA-256 the gate evaluated and the pipeline settings it was evaluated with: the arm checks the
@@ -76,8 +76,8 @@ def _file_champion(model_name: str, path: str | Path, source: str) -> Champion |
 
 def _registry_champion(model_name: str, tracking_uri: str | None) -> Champion | None:
     try:
-        from experiments.registry import resolve_champion
-    except ImportError:  # a serving image without the experiments package
+        from registry.models import resolve_champion
+    except ImportError:  # a serving image without the registry package
         return None
     try:
         ref = resolve_champion(model_name, tracking_uri=tracking_uri)

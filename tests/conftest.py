@@ -13,8 +13,9 @@ import pytest
 
 from flywheel.config import load_params
 
-# the real services (MLflow, Label Studio) and the Serve launcher, shared by every test folder
-pytest_plugins = ["service_fixtures"]
+# the real services (MLflow, Label Studio) and the Serve launcher, shared by every test folder; the MLflow
+# store fixtures of tests/registry and tests/experiments
+pytest_plugins = ["service_fixtures", "mlflow_fixtures"]
 
 
 @pytest.fixture(scope="session")

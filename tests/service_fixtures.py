@@ -49,7 +49,7 @@ class ServerHandle:
 
     @property
     def url(self) -> str:
-        from experiments.mlflow_server import wait_healthy
+        from registry.mlflow_server import wait_healthy
 
         if not self._ready:
             if not wait_healthy(self.cfg.url, 240.0, self.proc):
@@ -66,7 +66,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHa
     It is launched without waiting, so its slow first start overlaps with whatever fixture comes
     next (list it first in a test's arguments); ``handle.url`` waits until it answers.
     """
-    from experiments.mlflow_server import ServerConfig, launch, stop_server
+    from registry.mlflow_server import ServerConfig, launch, stop_server
 
     cfg = ServerConfig(port=free_port(), root=tmp_path_factory.mktemp("mlflow-server"))
     handle = ServerHandle(cfg, launch(cfg))

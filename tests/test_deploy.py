@@ -41,7 +41,7 @@ SCHEMAS = ROOT / "deploy" / "schemas"
 KUBERAY = ROOT / "deploy" / "kuberay"
 SERVE_DOCKERFILE = "docker/serve.Dockerfile"
 # Packages whose code runs in the serve image (tests, benchmarks and scripts do not read deployment settings).
-RUNTIME_PACKAGES = ("flywheel", "serving", "labeling", "experiments", "training", "pipelines")
+RUNTIME_PACKAGES = ("flywheel", "serving", "labeling", "experiments", "registry", "training", "pipelines")
 # FLYWHEEL_* names the code reads that are not deployment settings, with why. Each must still occur in
 # the code (checked), so this list cannot outlive its reason.
 NOT_DEPLOYMENT_SETTINGS = {

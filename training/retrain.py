@@ -7,7 +7,7 @@ or with ``force``:
 1. **records a new dataset version**: ``dvc repro reviewed-dataset`` snapshots ``data/reviewed``
    (and its audio, out of the serving audio store) into ``data/reviewed-set``; ``dvc push`` sends it
    to the DVC remote (``.dvc-storage/`` by default); ``dvc.lock`` is committed to git. The version is
-   ``data/reviewed-set@<md5>`` (:func:`experiments.mlflow_utils.dataset_version`) plus that commit;
+   ``data/reviewed-set@<md5>`` (:func:`registry.mlflow_utils.dataset_version`) plus that commit;
 2. **runs the retrain stages**: ``dvc repro retrain-gate``, i.e. the reviewed pool shard (teacher
    targets), distillation fine-tuning, ONNX export, evaluation on the frozen gate set, registration in
    MLflow (tags ``dataset_version``, ``dataset_commit``) and the gate, which alone moves ``champion``;
@@ -75,7 +75,7 @@ class RetrainReport:
 
 def current_version(root: Path) -> str | None:
     """The dataset version ``dvc.lock`` records now (``data/reviewed-set@<md5[:12]>``), if any."""
-    from experiments.mlflow_utils import dataset_version
+    from registry.mlflow_utils import dataset_version
 
     if DATASET_STAGE not in lock_stages(root):
         return None

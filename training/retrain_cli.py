@@ -255,7 +255,7 @@ def gate(
     params: Path = PARAMS,
 ) -> None:
     """DVC stage retrain-gate: register in MLflow with the dataset version, then the gate."""
-    from experiments.registry import RegistryUnavailable
+    from registry.models import RegistryUnavailable
     from training.retrain_stages import gate_stage, use_params
 
     try:

@@ -108,8 +108,8 @@ def export_stage(params: dict[str, Any], checkpoint: Path, out: Path, data_dir: 
 def evaluate_stage(params: dict[str, Any], onnx: Path, out: Path) -> dict[str, Any]:
     """DER of the exported model on the frozen gate set (``promotion.gate_set``), as the gate will
     compute it (and caches it: the gate reuses it); writes and returns the metrics."""
-    from experiments.gate import evaluate_on_gate_set, normalize_set
-    from experiments.gate_rules import GateRules
+    from registry.gate import evaluate_on_gate_set, normalize_set
+    from registry.gate_rules import GateRules
 
     cfg = RetrainConfig.from_params(params)
     rules = GateRules.from_params(params)
@@ -142,12 +142,12 @@ def gate_stage(
     A file already registered (same SHA-256) is not registered again: the gate runs on that version.
 
     Raises:
-        experiments.registry.RegistryUnavailable: MLflow does not answer (nothing registered).
+        registry.models.RegistryUnavailable: MLflow does not answer (nothing registered).
     """
-    from experiments.gate_rules import GateRules
-    from experiments.mlflow_utils import dataset_version, file_sha256
-    from experiments.promote import promote
-    from experiments.registry import all_versions, client_for, register
+    from registry.gate_rules import GateRules
+    from registry.mlflow_utils import dataset_version, file_sha256
+    from registry.models import all_versions, client_for, register
+    from registry.promote import promote
     from training.versioning import dataset_commit, out_hash
 
     cfg = RetrainConfig.from_params(params)

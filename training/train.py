@@ -22,13 +22,13 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from experiments.tracking import finish_training, training_tracker
 from flywheel.config import get_settings, load_params, resolve_recipe
 from flywheel.features import FeatureConfig, limit_blas_threads
 from flywheel.systems.neural import NeuralDiarizer, NeuralParams
 from flywheel.testset import iter_test_set
 from pipelines.inventory import Inventory
 from pipelines.simulate import SimulationConfig
+from registry.tracking import finish_training, training_tracker
 from training.data import ChunkConfig, ConversationChunks, conversations_for_hours
 from training.losses import AAMSoftmax, pit_powerset_loss
 from training.models.registry import build_model
@@ -185,7 +185,7 @@ def train(
     ``distilhubert`` a local pretrained encoder in the ``ntu-spml/distilhubert`` layout.
 
     ``track``: log the run to MLflow (params, per-epoch metrics, best model as ONNX); a no-op with a
-    printed message when MLflow is unreachable (see :mod:`experiments.tracking`).
+    printed message when MLflow is unreachable (see :mod:`registry.tracking`).
     """
     params = params or load_params()
     cfg = TrainConfig.load(model_type, config_name, params)

@@ -9,7 +9,7 @@ stages' code, a params.yaml with the test's gate set and recipe), so ``flywheel 
 there and not here. The served model follows its own registered model name on the session's MLflow
 server. The gate set is three smoke conversations and the thresholds are wide (a one-epoch smoke
 model is not a good model: the 0.20 / 0.30 boundaries are tested in
-``tests/experiments/test_gate_rules.py``); the rule, its signed record and the alias move are the real
+``tests/registry/test_gate_rules.py``); the rule, its signed record and the alias move are the real
 ones. The reviewer's turns are the conversations' exact references.
 """
 
@@ -161,8 +161,8 @@ class Service:
 def service(services_env: dict, smoke_onnx: Path) -> Iterator[Service]:
     """v1 of the test's model (the smoke model, through the gate), served by a live Serve app whose
     arm follows the registry (polled every second)."""
-    from experiments.promote import promote
-    from experiments.registry import register
+    from registry.models import register
+    from registry.promote import promote
     from serving import control
 
     url = services_env["FLYWHEEL_MLFLOW_TRACKING_URI"]
@@ -255,7 +255,7 @@ def invoke(args: list[str], env: dict[str, str] | None = None):
 
 
 def model_versions(url: str) -> list:
-    from experiments.registry import all_versions, client_for
+    from registry.models import all_versions, client_for
 
     client, _ = client_for(url)
     return all_versions(client, MODEL)
@@ -264,8 +264,8 @@ def model_versions(url: str) -> list:
 def test_requests_to_reviews_to_a_gated_model_served_by_hot_swap(
     service: Service, workspace: Path, label_studio, ls_settings, smoke_data: Path, tmp_path: Path
 ) -> None:
-    from experiments.gate import servable_record
-    from experiments.registry import client_for
+    from registry.gate import servable_record
+    from registry.models import client_for
 
     url = get_settings().mlflow_tracking_uri
     step = Steps()

@@ -159,7 +159,7 @@ def test_a_gated_champion_whose_file_changed_is_refused(
 ) -> None:
     """The digest the gate evaluated is checked on the file the arm loads: a mismatch is refused loudly,
     the arm keeps its model, or (with none yet) falls back to the release model."""
-    from experiments.mlflow_utils import file_sha256
+    from registry.mlflow_utils import file_sha256
 
     good = retagged(smoke_onnx, tmp_path / "good.onnx", "good")
     bad = retagged(smoke_onnx, tmp_path / "bad.onnx", "bad")

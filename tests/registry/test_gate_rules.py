@@ -9,7 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from experiments.gate import (
+from flywheel.config import REPO_ROOT
+from flywheel.metrics import PairedDifference
+from registry.gate import (
     GateRecord,
     UngatedVersion,
     gate_key,
@@ -17,10 +19,8 @@ from experiments.gate import (
     read_record,
     servable_record,
 )
-from experiments.gate_rules import GateRules, promotion_params
-from experiments.mlflow_utils import file_sha256
-from flywheel.config import REPO_ROOT
-from flywheel.metrics import PairedDifference
+from registry.gate_rules import GateRules, promotion_params
+from registry.mlflow_utils import file_sha256
 
 RULES = GateRules(max_der=0.20, beta_max_der=0.30, tolerance=0.01, gate_set=Path("/nowhere"))
 
@@ -81,12 +81,12 @@ def test_rules_read_from_params_yaml() -> None:
 
 def test_one_definition_everywhere() -> None:
     """promote, the A/B report and the CLI read the same class; nothing else defines the rules."""
-    import experiments.gate_rules as gr
-    import experiments.promote as promote
+    import registry.gate_rules as gr
+    import registry.promote as promote
 
     assert promote.GateRules is gr.GateRules
     hits = []
-    for path in [*REPO_ROOT.glob("experiments/*.py"), *REPO_ROOT.glob("serving/*.py")]:
+    for path in [p for pkg in ("experiments", "registry", "serving") for p in REPO_ROOT.glob(f"{pkg}/*.py")]:
         text = path.read_text()
         if path.name != "gate_rules.py" and ("beta_max_der =" in text or "class GateRules" in text):
             hits.append(path.name)

@@ -20,10 +20,10 @@ import yaml
 from service_fixtures import copy_smoke_gate_set
 from typer.testing import CliRunner
 
-from experiments.mlflow_utils import file_sha256
 from flywheel.config import get_settings
 from flywheel.onnx_model import OnnxSegmenter, stamp_pipeline
 from flywheel.systems.onnx_system import pipeline_settings
+from registry.mlflow_utils import file_sha256
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +69,7 @@ def unique_name() -> str:
 
 
 def register_file(url: str, name: str, path: Path, **metrics: float) -> str:
-    from experiments.registry import register
+    from registry.models import register
 
     return register(name, path, dict(metrics), dataset_version="test@0", commit="test", tracking_uri=url)
 
@@ -77,8 +77,8 @@ def register_file(url: str, name: str, path: Path, **metrics: float) -> str:
 def test_a_gated_version_is_served_with_its_carried_pipeline(
     mlflow_server, stamped: Path, tiny_gate: Path, tmp_path: Path
 ) -> None:
-    from experiments.promote import promote
-    from experiments.registry import client_for
+    from registry.models import client_for
+    from registry.promote import promote
     from serving.arms import Arm, ArmSpec
 
     url, name = mlflow_server.url, unique_name()
@@ -113,8 +113,8 @@ def test_hand_set_alias_and_typed_der_gate_are_refused_and_promote_moves_the_ali
     """The hostile case: champion pointed by hand at an ungated version whose der_gate (0.15) and
     even a copy of the good version's gate record were typed in by hand."""
     from cli.main import app
-    from experiments.promote import promote
-    from experiments.registry import client_for, get_alias
+    from registry.models import client_for, get_alias
+    from registry.promote import promote
     from serving import app_logging
     from serving.arms import Arm, ArmSpec
 
@@ -157,8 +157,8 @@ def test_hand_set_alias_and_typed_der_gate_are_refused_and_promote_moves_the_ali
 def test_a_tampered_file_under_a_gated_version_is_refused(
     mlflow_server, stamped: Path, tiny_gate: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from experiments.promote import promote
-    from experiments.registry import client_for, resolve_champion
+    from registry.models import client_for, resolve_champion
+    from registry.promote import promote
 
     url, name = mlflow_server.url, unique_name()
     version = register_file(url, name, stamped)
@@ -182,7 +182,7 @@ def test_a_tampered_file_under_a_gated_version_is_refused(
     assert len(stored) == 1
     other_bytes(stamped, stored[0], "tampered")
     client.set_model_version_tag(name, version, "onnx_sha256", file_sha256(stored[0]))
-    with caplog.at_level("ERROR", logger="experiments.registry"):
+    with caplog.at_level("ERROR", logger="registry.models"):
         ref = resolve_champion(name, url, cache_dir=tmp_path / "fresh", release_dir=release)
     assert (ref.source, ref.version) == ("release", "release")
     assert any("REFUSED" in r.getMessage() and "tampered" in r.getMessage() for r in caplog.records)

@@ -8,9 +8,9 @@ For a registered version the gate (:func:`promote`):
 3. evaluates the current champion (the ``champion`` alias when it holds a valid gate record, else
    the last version the gate made champion) on the same files and computes the paired bootstrap of
    the per-file DER difference;
-4. applies :class:`experiments.gate_rules.GateRules` (absolute rule ``max_der`` / ``beta_max_der``,
+4. applies :class:`registry.gate_rules.GateRules` (absolute rule ``max_der`` / ``beta_max_der``,
    regression ``tolerance``, interval below 0);
-5. writes its signed record on the version (:mod:`experiments.gate`: decision, numbers, gate-set
+5. writes its signed record on the version (:mod:`registry.gate`: decision, numbers, gate-set
    version, file digest, pipeline settings; per-file scores as the run artifact
    ``gate/v<version>.json``) and moves the aliases: ``champion``, ``challenger``; an alias that
    points at a version without a valid record (set by hand) is moved back to the last good version,
@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from experiments.gate import (
+from registry.gate import (
     Evaluator,
     GateEvaluation,
     GateRecord,
@@ -41,8 +41,8 @@ from experiments.gate import (
     rules_dict,
     servable_record,
 )
-from experiments.gate_rules import Action, GateRules
-from experiments.registry import (
+from registry.gate_rules import Action, GateRules
+from registry.models import (
     CHALLENGER,
     CHAMPION,
     client_for,
@@ -140,7 +140,7 @@ def _evaluate(
     expected_sha: str | None = None,
 ) -> tuple[GateEvaluation, str]:
     """Download ``mv`` (checked against ``expected_sha`` when given) and evaluate it on the gate set."""
-    from experiments.mlflow_utils import file_sha256
+    from registry.mlflow_utils import file_sha256
 
     path = download_version(client, mv, uri, cache_dir, expected_sha=expected_sha)
     sha = file_sha256(path)
@@ -163,10 +163,10 @@ def promote(
     """Run the gate on ``model_name`` version ``version``, write its record and move the aliases.
 
     ``reevaluate``: ignore the local evaluation cache. ``evaluator``: replaces
-    :func:`experiments.gate.evaluate_on_gate_set` (tests).
+    :func:`registry.gate.evaluate_on_gate_set` (tests).
 
     Raises:
-        experiments.registry.RegistryUnavailable: MLflow does not answer.
+        registry.models.RegistryUnavailable: MLflow does not answer.
     """
     from flywheel.metrics import paired_bootstrap
 
@@ -315,8 +315,8 @@ def registration_metrics(
 ) -> dict[str, float]:
     """``der_gate`` (given, or evaluated on ``gate_set``: informational, the gate evaluates for
     itself and shares the cache) and the benchmark latency of this very file."""
-    from experiments.mlflow_utils import file_sha256
-    from experiments.tracking import benchmark_latency
+    from registry.mlflow_utils import file_sha256
+    from registry.tracking import benchmark_latency
 
     metrics: dict[str, float] = {}
     if der_gate is not None:

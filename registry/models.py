@@ -4,7 +4,7 @@ Registered models ``fast-cnn`` and ``distilhubert``; every version is one ONNX f
 ``der_gate`` (claimed at registration; the gate overwrites it with its own number), ``gate_set``,
 ``latency_p50_ms``, ``latency_p99_ms``, ``dataset_version``, ``git_commit``, ``onnx_sha256`` and
 ``pipeline`` (the pipeline settings the model carries, JSON). The promotion gate
-(:mod:`experiments.promote`) writes its signed record (:mod:`experiments.gate`) and is the only
+(:mod:`registry.promote`) writes its signed record (:mod:`registry.gate`) and is the only
 thing that sets the aliases ``champion`` / ``challenger`` (never stages).
 
 :func:`resolve_champion` is what serving calls: it never imports torch and trusts only the gate's
@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from experiments.gate import UngatedVersion, normalize_set, servable_record
-from experiments.mlflow_utils import (
+from flywheel.config import REPO_ROOT, get_settings, load_params
+from registry.gate import UngatedVersion, normalize_set, servable_record
+from registry.mlflow_utils import (
     configure_client,
     file_sha256,
     get_or_create_experiment,
@@ -35,9 +36,8 @@ from experiments.mlflow_utils import (
     is_reachable,
     unreachable_message,
 )
-from experiments.mlflow_utils import dataset_version as data_version
-from experiments.mlflow_utils import tracking_uri as default_uri
-from flywheel.config import REPO_ROOT, get_settings, load_params
+from registry.mlflow_utils import dataset_version as data_version
+from registry.mlflow_utils import tracking_uri as default_uri
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -50,7 +50,7 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 REGISTRY_EXPERIMENT = "model-registry"
 RELEASE_DIR = REPO_ROOT / "models" / "release"
-DEFAULT_GATE_SET = "data/real/confirm-real"  # experiments.gate_rules.DEFAULT_GATE_SET
+DEFAULT_GATE_SET = "data/real/confirm-real"  # registry.gate_rules.DEFAULT_GATE_SET
 ONNX_ARTIFACT_DIR = "onnx"
 
 
@@ -75,8 +75,8 @@ class ChampionRef:
 
 
 def promotion_params(params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """``params.yaml: promotion`` with defaults (:func:`experiments.gate_rules.promotion_params`)."""
-    from experiments.gate_rules import promotion_params as read
+    """``params.yaml: promotion`` with defaults (:func:`registry.gate_rules.promotion_params`)."""
+    from registry.gate_rules import promotion_params as read
 
     return read(params)
 
@@ -452,8 +452,8 @@ def bootstrap_registry(
     """
     from dataclasses import replace
 
-    from experiments.gate_rules import GateRules
-    from experiments.promote import promote
+    from registry.gate_rules import GateRules
+    from registry.promote import promote
 
     rules = GateRules.from_params()
     if gate_set is not None:

@@ -14,9 +14,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from experiments.mlflow_utils import health_ok
 from flywheel.config import get_settings
 from flywheel.processes import pid_from_file, poll_until, stop_process_group
+from registry.mlflow_utils import health_ok
 
 
 class ServerError(RuntimeError):

@@ -21,7 +21,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from experiments.mlflow_utils import (
+from flywheel.config import REPO_ROOT, get_settings
+from registry.mlflow_utils import (
     configure_client,
     dataset_version,
     file_sha256,
@@ -32,7 +33,6 @@ from experiments.mlflow_utils import (
     tracking_uri,
     unreachable_message,
 )
-from flywheel.config import REPO_ROOT, get_settings
 
 BENCHMARK_REPORT = REPO_ROOT / "reports" / "benchmarks" / "diarization.json"
 

@@ -17,17 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from experiments.gate import GateEvaluation
-from experiments.mlflow_utils import file_sha256
-from experiments.promote import Decision, GateRules, decide
-from experiments.promote import promote as run_promote
-from experiments.registry import (
+from registry.gate import GateEvaluation
+from registry.mlflow_utils import file_sha256
+from registry.models import (
     bootstrap_registry,
     client_for,
     get_alias,
     register,
     resolve_champion,
 )
+from registry.promote import Decision, GateRules, decide
+from registry.promote import promote as run_promote
 
 RULES = dict(max_der=0.20, beta_max_der=0.30, tolerance=0.01)
 
@@ -182,7 +182,7 @@ def test_alias_set_by_hand_to_failing_version_falls_back_to_last_good(
     client, _ = client_for(sqlite_uri)
     client.set_registered_model_alias("fast-cnn", "champion", bad)  # what a click in the UI does
 
-    with caplog.at_level(logging.ERROR, logger="experiments.registry"):
+    with caplog.at_level(logging.ERROR, logger="registry.models"):
         ref = resolve_champion("fast-cnn", sqlite_uri, cache_dir=tmp_path / "cache")
     assert (ref.source, ref.version) == ("mlflow", good)
     assert file_sha256(ref.path) == file_sha256(tmp_path / "model-0.15.onnx")
@@ -247,7 +247,7 @@ def test_resolve_champion_never_imports_torch(dead_uri: str, sqlite_uri: str, tm
     script.write_text(
         "import sys\n"
         "from pathlib import Path\n"
-        "from experiments.registry import resolve_champion\n"
+        "from registry.models import resolve_champion\n"
         f"for uri in ({dead_uri!r}, {sqlite_uri!r}):  # MLflow down, then an empty registry\n"
         f"    ref = resolve_champion('fast-cnn', uri, release_dir=Path({str(release)!r}))\n"
         "    assert ref.source == 'release'\n"

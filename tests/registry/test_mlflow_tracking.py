@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments.mlflow_utils import dataset_version, unreachable_message
-from experiments.tracking import (
+from registry.mlflow_utils import dataset_version, unreachable_message
+from registry.tracking import (
     MlflowTracker,
     Tracker,
     benchmark_latency,

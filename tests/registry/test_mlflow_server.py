@@ -14,8 +14,8 @@ import yaml
 from typer.testing import CliRunner
 
 from cli.main import app
-from experiments.mlflow_utils import file_sha256
 from flywheel.config import get_settings
+from registry.mlflow_utils import file_sha256
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +41,7 @@ def use_uri(monkeypatch: pytest.MonkeyPatch, uri: str) -> None:
 def test_register_promote_resolve_via_cli(
     mlflow_server, smoke_onnx: Path, smoke_gate: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from experiments.registry import resolve_champion
+    from registry.models import resolve_champion
 
     use_uri(monkeypatch, mlflow_server.url)
     runner = CliRunner()
@@ -77,7 +77,7 @@ def test_register_promote_resolve_via_cli(
 
 
 def test_server_lifecycle_is_idempotent(mlflow_server, tmp_path: Path) -> None:
-    from experiments.mlflow_server import ServerConfig, ServerError, start_server
+    from registry.mlflow_server import ServerConfig, ServerError, start_server
 
     url = mlflow_server.url
     assert start_server(mlflow_server.cfg) == mlflow_server.proc.pid  # already up: nothing started
@@ -96,7 +96,7 @@ def test_bootstrap_against_server_is_idempotent(
 ) -> None:
     import onnx
 
-    from experiments.registry import bootstrap_registry, client_for
+    from registry.models import bootstrap_registry, client_for
 
     release = tmp_path / "release"
     release.mkdir()

@@ -14,7 +14,7 @@
   candidate replaces a champion only when the whole ``confidence`` interval lies below 0.
 
 The rules are a pure function (:meth:`GateRules.decide`) so they are tested at their boundaries
-without a registry; :mod:`experiments.promote` feeds them the gate's own evaluation.
+without a registry; :mod:`registry.promote` feeds them the gate's own evaluation.
 """
 
 from __future__ import annotations

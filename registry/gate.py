@@ -29,9 +29,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from experiments.gate_rules import GateRules
-from experiments.mlflow_utils import file_sha256
 from flywheel.config import REPO_ROOT, get_settings
+from registry.gate_rules import GateRules
+from registry.mlflow_utils import file_sha256
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion

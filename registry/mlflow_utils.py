@@ -1,7 +1,7 @@
 """Small helpers shared by MLflow tracking, the registry and the server command.
 
 Nothing here imports mlflow or torch at module level: the serving path imports
-:mod:`experiments.registry`, which uses these helpers.
+:mod:`registry.models`, which uses these helpers.
 
 * :func:`tracking_uri` and :func:`is_reachable` (a 2 s ``/health`` probe, so MLflow down never hangs);
 * :func:`configure_client` (no HTTP retries, short request timeout);
