@@ -144,7 +144,7 @@ def dev_der(
     checkpoint chosen is the one that is best as it will be served; its step is capped at half the
     chunk (the recipe may train at another chunk length than the system serves).
     """
-    from experiments.tune import score_thresholds
+    from flywheel.threshold_scan import score_thresholds
 
     model.eval()
     params = NeuralParams.from_dict(pipeline or {})
