@@ -163,7 +163,7 @@ def rows(db_url: str, prefix: str) -> int:
     """Rows of the prediction log whose client id starts with ``prefix``."""
     from sqlalchemy import func, select
 
-    from serving.db import Prediction, make_engine
+    from flywheel.db import Prediction, make_engine
 
     engine = make_engine(db_url)
     try:

@@ -214,7 +214,7 @@ def load_log(engine: Any, since: datetime | None) -> list[dict[str, Any]]:
     """Prediction rows (without audio) since ``since``."""
     from sqlalchemy import select
 
-    from serving.db.models import Prediction
+    from flywheel.db.models import Prediction
 
     p = Prediction.__table__
     query = select(
@@ -663,8 +663,8 @@ def ab_report(
 ) -> ABReport:
     """Load, compute, write ``report.html`` / ``report.json`` / figures to ``out_dir``, log to MLflow."""
     from flywheel.config import load_params
+    from flywheel.db.engine import make_engine
     from registry.promote import GateRules
-    from serving.db.engine import make_engine
 
     params = params or load_params()
     cfg = dict(params.get("ab_report") or {})
@@ -716,9 +716,9 @@ def report_command(
 ) -> None:
     """Per-arm traffic, latency, errors, DER (reviewed, teacher) with intervals, and a recommendation."""
     from flywheel.config import get_settings
+    from flywheel.db.settings import DatabaseSettings
     from labeling.pseudo_label import parse_since
     from labeling.settings import LabelingSettings
-    from serving.settings import ServingSettings
 
     try:
         when = parse_since(since)
@@ -726,7 +726,7 @@ def report_command(
         typer.secho(f"--since: {err}", fg="red", err=True)
         raise typer.Exit(2) from None
     report = ab_report(
-        database_url or ServingSettings().resolved_database_url,
+        database_url or DatabaseSettings().resolved_database_url,
         reviewed_dir or LabelingSettings().reviewed_dir,
         out_dir or get_settings().reports_dir / "ab",
         since=when,

@@ -109,9 +109,9 @@ def push(
 
 
 def _database_url(url: str | None) -> str:
-    from serving.settings import ServingSettings
+    from flywheel.db.settings import DatabaseSettings
 
-    return url or ServingSettings().resolved_database_url
+    return url or DatabaseSettings().resolved_database_url
 
 
 def _audio_dir() -> Path:

@@ -1,7 +1,7 @@
 """The ``pseudo_labels`` table (SQLAlchemy Core) next to the prediction log, and its queries.
 
 One row per logged request (``predictions.request_id``) the teacher has been run over. The table
-lives in the prediction database (migration ``serving/db/migrations/versions/0002_pseudo_labels.py``)
+lives in the prediction database (migration ``flywheel/db/migrations/versions/0002_pseudo_labels.py``)
 so "logged audio without a pseudo-label" is one outer join. Status values: ``ok``, ``error`` (the
 teacher or the audio decoder failed; retried with ``--retry-errors``) and ``missing_audio`` (the
 audio was purged from the store or never stored; retried with ``--retry-errors`` too).
@@ -29,7 +29,7 @@ from sqlalchemy import (
     select,
 )
 
-from serving.db.models import Prediction
+from flywheel.db.models import Prediction
 
 metadata = MetaData()
 

@@ -392,8 +392,8 @@ def run_pseudo_labels(
     """
     from tqdm import tqdm
 
-    from serving.db.engine import make_engine
-    from serving.db.migrate import upgrade
+    from flywheel.db.engine import make_engine
+    from flywheel.db.migrate import upgrade
 
     t0 = time.monotonic()
     upgrade(database_url)  # the table exists whatever the database's age

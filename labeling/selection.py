@@ -145,8 +145,8 @@ def review_items_from_log(
     The whole ranked list is returned: ``push_items(items, budget=N)`` skips items already in the
     project and gives new tasks to the first ``N`` others, so a second push moves down the list.
     """
+    from flywheel.db.engine import make_engine
     from labeling.pseudo_db import labelled_rows
-    from serving.db.engine import make_engine
 
     rules = rules or SelectionRules()
     engine = make_engine(database_url)

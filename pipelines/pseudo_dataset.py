@@ -152,8 +152,8 @@ def snapshot_pseudo(
     """
     from sqlalchemy import inspect
 
+    from flywheel.db.engine import make_engine
     from labeling.pseudo_db import labelled_rows
-    from serving.db.engine import make_engine
 
     engine = make_engine(database_url)
     try:

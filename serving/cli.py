@@ -72,7 +72,7 @@ def db_upgrade(
     revision: str = typer.Option("head", "--revision"),
 ) -> None:
     """Apply the alembic migrations of the prediction database."""
-    from serving.db.migrate import current, upgrade
+    from flywheel.db.migrate import current, upgrade
 
     url = url or _settings().resolved_database_url
     upgrade(url, revision)
@@ -84,7 +84,7 @@ def db_count(url: str = typer.Option(None, "--url", help="Database URL.")) -> No
     """Rows in the prediction log, per arm and status."""
     from sqlalchemy import func, select
 
-    from serving.db import Prediction, make_engine
+    from flywheel.db import Prediction, make_engine
 
     engine = make_engine(url or _settings().resolved_database_url)
     with engine.connect() as conn:

@@ -31,10 +31,10 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine, Table, insert
 
+from flywheel.db.engine import make_engine
+from flywheel.db.models import Prediction
 from flywheel.processes import pid_alive
 from serving.audio_store import AudioStore
-from serving.db.engine import make_engine
-from serving.db.models import Prediction
 
 log = logging.getLogger(__name__)
 _Item = tuple["PredictionRecord", "np.ndarray | None"]
@@ -326,7 +326,7 @@ class PredictionLogger:
         if self._engine is None:
             self._engine = make_engine(self.database_url, connect_timeout_s=self.connect_timeout_s)
         if not self._migrated:
-            from serving.db.migrate import upgrade
+            from flywheel.db.migrate import upgrade
 
             upgrade(self.database_url)
             self._migrated = True

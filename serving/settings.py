@@ -8,18 +8,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from flywheel.config import REPO_ROOT
+from flywheel.db.settings import DatabaseSettings
 
 
-class ServingSettings(BaseSettings):
-    """Environment settings of the serving path."""
+class ServingSettings(DatabaseSettings):
+    """Environment settings of the serving path (``runtime_dir``, ``database_url`` from the core)."""
 
     model_config = SettingsConfigDict(env_prefix="FLYWHEEL_", env_file=".env", extra="ignore")
 
-    runtime_dir: Path = REPO_ROOT / "runtime"
-    database_url: str | None = None  # default: sqlite:///<runtime_dir>/predictions.db
     audio_dir: Path | None = None  # default: <runtime_dir>/audio
     spool_dir: Path | None = None  # default: <runtime_dir>/spool
     audio_retention_days: float = 30.0
@@ -35,11 +33,6 @@ class ServingSettings(BaseSettings):
     log_dir: Path | None = None  # default: <runtime_dir>/logs (JSON application log, serving.jsonl)
     log_level: str = "INFO"
     mlflow_tracking_uri: str | None = None
-
-    @property
-    def resolved_database_url(self) -> str:
-        """The database URL, SQLite under the runtime directory unless set."""
-        return self.database_url or f"sqlite:///{self.runtime_dir / 'predictions.db'}"
 
     @property
     def resolved_audio_dir(self) -> Path:

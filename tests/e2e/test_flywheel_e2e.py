@@ -199,7 +199,7 @@ def logged(service: Service) -> dict[str, dict]:
     from sqlalchemy import select
     from sqlalchemy.exc import OperationalError
 
-    from serving.db import Prediction, make_engine
+    from flywheel.db import Prediction, make_engine
 
     engine = make_engine(service.database_url)
     try:

@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from experiments.ab_report import ab_report, build_report, corpus_interval, unpaired_bootstrap
+from flywheel.db import Prediction, make_engine, upgrade
 from flywheel.metrics import DERBreakdown
 from flywheel.segments import annotation_from_turns, write_rttm, write_uem
 from labeling.pseudo_db import pseudo_labels
-from serving.db import Prediction, make_engine, upgrade
 
 T0 = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 REFERENCE = [(0.0, 10.0, "A"), (10.0, 20.0, "B")]

@@ -11,8 +11,8 @@ from sqlalchemy import insert
 
 from flywheel.audio import SAMPLE_RATE, load_audio
 from flywheel.config import get_settings
+from flywheel.db import Prediction, make_engine, upgrade
 from serving.audio_store import AudioStore
-from serving.db import Prediction, make_engine, upgrade
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 

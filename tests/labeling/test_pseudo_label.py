@@ -20,6 +20,7 @@ from sqlalchemy import func, select, text
 from typer.testing import CliRunner
 
 from cli.main import app
+from flywheel.db import make_engine
 from flywheel.segments import read_rttm
 from labeling.pseudo_db import pseudo_labels
 from labeling.pseudo_label import (
@@ -29,7 +30,6 @@ from labeling.pseudo_label import (
     run_pseudo_labels,
     segmentation_confidence,
 )
-from serving.db import make_engine
 
 sys.path.insert(0, str(Path(__file__).parent))
 from pseudo_fixtures import T0, make_log, two_speaker_clip
@@ -240,7 +240,7 @@ def test_segmentation_confidence_is_one_when_decided_and_lower_when_not() -> Non
 
 def test_row_count_matches_requests(tmp_path: Path) -> None:
     """The table's migration is part of the serving database's head."""
-    from serving.db.migrate import current
+    from flywheel.db.migrate import current
 
     log = make_log(tmp_path, [])
     assert current(log.url) == "0002_pseudo_labels"

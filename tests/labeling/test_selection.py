@@ -12,10 +12,10 @@ from sqlalchemy import insert
 from typer.testing import CliRunner
 
 from cli.main import app
+from flywheel.db import make_engine
 from labeling.pseudo_db import pending_items, pseudo_labels
 from labeling.push import push_items
 from labeling.selection import Candidate, SelectionRules, rank, review_items_from_log, select
-from serving.db import make_engine
 
 sys.path.insert(0, str(Path(__file__).parent))
 from pseudo_fixtures import T0, make_log

@@ -171,7 +171,7 @@ def test_models_health_docs(service) -> None:
 def test_every_request_is_logged(service, clip10: bytes) -> None:
     from sqlalchemy import select
 
-    from serving.db import Prediction, make_engine
+    from flywheel.db import Prediction, make_engine
 
     client = "log-check-client"
     statuses = [

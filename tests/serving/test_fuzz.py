@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from serving_helpers import build_test_service, call, encode
 from sqlalchemy import select
 
-from serving.db import Prediction, make_engine
+from flywheel.db import Prediction, make_engine
 
 MAX_BYTES = 1024 * 1024
 

@@ -13,9 +13,9 @@ import pytest
 from serving_helpers import API_KEY, build_test_service, call
 from sqlalchemy import select
 
+from flywheel.db import Prediction, make_engine
 from serving.api import create_api
 from serving.app_logging import log_path
-from serving.db import Prediction, make_engine
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     """Migrate the database at ``url`` to ``revision`` (creates the SQLite file if needed)."""
-    from serving.db.engine import make_engine
+    from flywheel.db.engine import make_engine
 
     engine = make_engine(url)
     try:
@@ -38,7 +38,7 @@ def current(url: str) -> str | None:
     """The revision the database is at (None if never migrated)."""
     from alembic.runtime.migration import MigrationContext
 
-    from serving.db.engine import make_engine
+    from flywheel.db.engine import make_engine
 
     engine = make_engine(url)
     try:

@@ -9,7 +9,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 class Base(DeclarativeBase):
-    """Declarative base of the serving database."""
+    """Declarative base of the prediction database."""
 
 
 class Prediction(Base):

@@ -1,4 +1,4 @@
-"""Alembic environment: migrates the connection handed over by ``serving.db.migrate`` or a URL."""
+"""Alembic environment: migrates the connection handed over by ``flywheel.db.migrate`` or a URL."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from logging.config import fileConfig
 
 from alembic import context
 
-from serving.db.engine import make_engine
-from serving.db.models import Base
+from flywheel.db.engine import make_engine
+from flywheel.db.models import Base
 
 config = context.config
 if config.config_file_name and config.attributes.get("configure_logger", True):

@@ -1,0 +1,27 @@
+"""Where the prediction database is (prefix ``FLYWHEEL_``): the one URL rule every package shares.
+
+``serving.settings.ServingSettings`` extends this class, so serving (the writer) and the readers
+(A/B report, labeling, pipelines) resolve ``FLYWHEEL_DATABASE_URL`` / ``FLYWHEEL_RUNTIME_DIR`` alike.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from flywheel.config import REPO_ROOT
+
+
+class DatabaseSettings(BaseSettings):
+    """Environment settings of the prediction database (read fresh: not cached)."""
+
+    model_config = SettingsConfigDict(env_prefix="FLYWHEEL_", env_file=".env", extra="ignore")
+
+    runtime_dir: Path = REPO_ROOT / "runtime"
+    database_url: str | None = None  # default: sqlite:///<runtime_dir>/predictions.db
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, SQLite under the runtime directory unless set."""
+        return self.database_url or f"sqlite:///{self.runtime_dir / 'predictions.db'}"
