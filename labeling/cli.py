@@ -115,9 +115,9 @@ def _database_url(url: str | None) -> str:
 
 
 def _audio_dir() -> Path:
-    from serving.settings import ServingSettings
+    from flywheel.db.settings import DatabaseSettings
 
-    return ServingSettings().resolved_audio_dir
+    return DatabaseSettings().resolved_audio_dir
 
 
 def pseudo_label(

@@ -304,7 +304,7 @@ class PseudoLabelReport:
 
 def jobs_for(items: list[LogItem], audio_dir: Path) -> list[Job]:
     """Group requests by audio hash (the teacher runs once per audio), audio bytes read from the store."""
-    from serving.audio_store import AudioStore
+    from flywheel.audio_store import AudioStore
 
     store = AudioStore(audio_dir)
     groups: dict[str, list[LogItem]] = defaultdict(list)

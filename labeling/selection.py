@@ -122,7 +122,7 @@ def candidates_from_rows(rows: Sequence[dict[str, Any]]) -> list[Candidate]:
 def review_item(row: dict[str, Any], audio_dir: Path) -> ReviewItem:
     """A pseudo-label as a review item: the teacher's segments as pre-annotations, its version and
     confidence as model version and score, the request id as item id, the stored audio."""
-    from serving.audio_store import AudioStore
+    from flywheel.audio_store import AudioStore
 
     return ReviewItem(
         item_id=row["request_id"],

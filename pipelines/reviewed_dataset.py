@@ -70,7 +70,7 @@ def new_items(reviewed_dir: Path, dataset_dir: Path) -> list[str]:
 def stored_audio(audio_dir: Path, sha256: str) -> Path | None:
     """The file of content hash ``sha256`` in the audio store at ``audio_dir``; ``None`` when it was
     purged (or ``sha256`` is not a content-addressed name)."""
-    from serving.audio_store import AudioStore
+    from flywheel.audio_store import AudioStore
 
     try:
         candidate = AudioStore(audio_dir).path_for(sha256)

@@ -70,8 +70,8 @@ class ArmDeployment:
 
     def diarize(self, samples: Any, num_speakers: int | None = None) -> dict[str, Any]:
         """Segments for one request (16-bit PCM bytes or float32; all its chunks in batched model calls)."""
+        from flywheel.audio_store import from_pcm16
         from serving.app_logging import REQUEST_ID
-        from serving.audio_store import from_pcm16
 
         token = REQUEST_ID.set(_serve_request_id())  # the ingress's id: Serve passes it along
         try:

@@ -17,8 +17,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from flywheel.audio_store import to_pcm16
 from serving.arms import Arm
-from serving.audio_store import to_pcm16
 
 log = logging.getLogger(__name__)
 

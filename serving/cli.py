@@ -101,7 +101,7 @@ def audio_purge(
     ),
 ) -> None:
     """Delete stored request audio past its retention."""
-    from serving.audio_store import AudioStore
+    from flywheel.audio_store import AudioStore
 
     s = _settings()
     removed = AudioStore(s.resolved_audio_dir, s.audio_retention_days).purge(days)

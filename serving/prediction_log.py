@@ -31,10 +31,10 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine, Table, insert
 
+from flywheel.audio_store import AudioStore
 from flywheel.db.engine import make_engine
 from flywheel.db.models import Prediction
 from flywheel.processes import pid_alive
-from serving.audio_store import AudioStore
 
 log = logging.getLogger(__name__)
 _Item = tuple["PredictionRecord", "np.ndarray | None"]

@@ -19,9 +19,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from flywheel.audio import SAMPLE_RATE
+from flywheel.audio_store import AudioStore
 from flywheel.segments import annotation_from_turns, rttm_lines
 from serving import app_logging
-from serving.audio_store import AudioStore
 from serving.auth import AuthError, check_admin, check_api_key
 from serving.backends import ArmBackend, ArmOverloaded
 from serving.limits import InputError, Limits, audio_bytes, decode, read_body

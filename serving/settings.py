@@ -14,11 +14,11 @@ from flywheel.db.settings import DatabaseSettings
 
 
 class ServingSettings(DatabaseSettings):
-    """Environment settings of the serving path (``runtime_dir``, ``database_url`` from the core)."""
+    """Environment settings of the serving path (``runtime_dir``, ``database_url``, ``audio_dir``
+    from the core)."""
 
     model_config = SettingsConfigDict(env_prefix="FLYWHEEL_", env_file=".env", extra="ignore")
 
-    audio_dir: Path | None = None  # default: <runtime_dir>/audio
     spool_dir: Path | None = None  # default: <runtime_dir>/spool
     audio_retention_days: float = 30.0
     log_predictions: bool = True
@@ -33,11 +33,6 @@ class ServingSettings(DatabaseSettings):
     log_dir: Path | None = None  # default: <runtime_dir>/logs (JSON application log, serving.jsonl)
     log_level: str = "INFO"
     mlflow_tracking_uri: str | None = None
-
-    @property
-    def resolved_audio_dir(self) -> Path:
-        """Root of the content-addressed audio store."""
-        return self.audio_dir or self.runtime_dir / "audio"
 
     @property
     def resolved_spool_dir(self) -> Path:

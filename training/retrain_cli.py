@@ -104,9 +104,9 @@ def dataset(
     from pipelines.reviewed_dataset import snapshot
 
     if audio_dir is None:
-        from serving.settings import ServingSettings
+        from flywheel.db.settings import DatabaseSettings
 
-        audio_dir = ServingSettings().resolved_audio_dir
+        audio_dir = DatabaseSettings().resolved_audio_dir
     try:
         report = snapshot(reviewed, out, audio_dir)
     except (FileNotFoundError, ValueError) as err:
@@ -155,9 +155,9 @@ def pseudo_dataset(
 
     cfg = RetrainConfig.from_params(use_params(params))
     if database_url is None or audio_dir is None:
-        from serving.settings import ServingSettings
+        from flywheel.db.settings import DatabaseSettings
 
-        settings = ServingSettings()
+        settings = DatabaseSettings()
         database_url = database_url or settings.resolved_database_url
         audio_dir = audio_dir or settings.resolved_audio_dir
     try:

@@ -10,9 +10,9 @@ import numpy as np
 from sqlalchemy import insert
 
 from flywheel.audio import SAMPLE_RATE, load_audio
+from flywheel.audio_store import AudioStore
 from flywheel.config import get_settings
 from flywheel.db import Prediction, make_engine, upgrade
-from serving.audio_store import AudioStore
 
 T0 = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 

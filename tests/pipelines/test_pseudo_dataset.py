@@ -12,13 +12,13 @@ from sqlalchemy import insert
 from typer.testing import CliRunner
 
 from cli.main import app
+from flywheel.audio_store import AudioStore
 from flywheel.config import REPO_ROOT, get_settings
 from flywheel.db import Prediction, make_engine, upgrade
 from flywheel.segments import read_rttm, read_uem, turns_of
 from flywheel.testset import iter_test_set
 from labeling.pseudo_db import insert_rows
 from pipelines.pseudo_dataset import snapshot_pseudo
-from serving.audio_store import AudioStore
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 TURNS = [[0.5, 4.0, "SPEAKER_00"], [3.5, 9.0, "SPEAKER_01"]]

@@ -9,11 +9,11 @@ import numpy as np
 from typer.testing import CliRunner
 
 from cli.main import app
+from flywheel.audio_store import AudioStore
 from flywheel.segments import read_rttm, read_uem, turns_of
 from flywheel.testset import iter_test_set
 from labeling.pull import MANIFEST
 from pipelines.reviewed_dataset import new_items, snapshot
-from serving.audio_store import AudioStore
 
 
 def record(item: str, audio: Path, offset: float = 0.0, duration: float = 12.0, annotation: int = 1) -> dict:

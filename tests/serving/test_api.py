@@ -189,7 +189,7 @@ def test_every_request_is_logged(service, clip10: bytes) -> None:
     assert all(
         r.arm == "fast-cnn" and r.model_version and r.audio_sha256 and r.segments is not None for r in ok
     )
-    from serving.audio_store import AudioStore
+    from flywheel.audio_store import AudioStore
 
     store = AudioStore(service.settings.resolved_audio_dir)
     assert all(store.path_for(r.audio_sha256).exists() for r in ok)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from serving.audio_store import from_pcm16, to_pcm16
+from flywheel.audio_store import from_pcm16, to_pcm16
 
 
 def test_pcm16_round_trip_within_one_lsb() -> None:

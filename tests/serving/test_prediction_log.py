@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
+from flywheel.audio_store import AudioStore
 from flywheel.db import Prediction, make_engine
-from serving.audio_store import AudioStore
 from serving.prediction_log import PredictionLogger, PredictionRecord, Spool
 
 

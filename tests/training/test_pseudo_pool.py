@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from flywheel.audio import SAMPLE_RATE, load_audio
+from flywheel.audio_store import AudioStore
 from flywheel.pretrained import CAMPPLUS_ONNX, SEGMENTATION_ONNX
 from flywheel.segments import read_rttm, turns_of
 from pipelines.pseudo_dataset import snapshot_rows
-from serving.audio_store import AudioStore
 from training.data import ChunkConfig, frame_labels
 
 needs_teacher = pytest.mark.skipif(

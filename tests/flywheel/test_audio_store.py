@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from serving.audio_store import AudioStore
+from flywheel.audio_store import AudioStore
 
 
 def test_samples_stored_once_under_their_hash(tmp_path: Path) -> None:
