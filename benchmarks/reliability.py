@@ -41,7 +41,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import tempfile
@@ -59,6 +58,7 @@ import typer  # noqa: E402
 
 from benchmarks.common import machine  # noqa: E402
 from benchmarks.load import make_clip  # noqa: E402
+from flywheel.processes import free_port  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 PORT, DIRECT_MIN = 8765, 31500
@@ -202,9 +202,7 @@ class Postgres:
         self.root = Path(tempfile.mkdtemp(prefix="flywheel-pg-"))
         self.root.chmod(0o755)
         self.data, self.sock = self.root / "data", self.root / "sock"
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def _run(self, *args: str) -> None:
@@ -314,10 +312,7 @@ def mlflow_outage(clip: bytes, rate: float, phase_s: float, runtime: Path) -> di
     from registry.promote import promote
     from serving import control
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = ServerConfig(port=port, root=runtime / "mlflow")
+    server = ServerConfig(port=free_port(), root=runtime / "mlflow")
     env = {
         "FLYWHEEL_MLFLOW_TRACKING_URI": server.url,
         "FLYWHEEL_GATE_KEY": secrets.token_hex(16),

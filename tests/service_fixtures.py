@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import os
 import secrets
-import socket
 import time
 import warnings
 from collections.abc import Iterator, Mapping
@@ -23,19 +22,13 @@ from typing import Any
 import pytest
 
 from flywheel.config import REPO_ROOT
+from flywheel.processes import free_port
 from labeling.client import LabelStudioClient
 from labeling.server import ServerConfig as LabelStudioConfig
 from labeling.server import start_server, stop_server
 from labeling.settings import LabelingSettings
 
 LABEL_STUDIO_VENV = REPO_ROOT / ".venv-label-studio"
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now (loopback)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------- MLflow

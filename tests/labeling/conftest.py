@@ -5,7 +5,6 @@ Studio server (``label_studio``, ``ls_settings``: one per session, skipped loudl
 
 from __future__ import annotations
 
-import socket
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -14,13 +13,8 @@ import numpy as np
 import pytest
 
 from flywheel.audio import write_audio
+from flywheel.processes import free_port
 from labeling.items import ReviewItem
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import tempfile
@@ -24,6 +23,7 @@ from sqlalchemy import func, select
 
 from flywheel.audio_store import AudioStore
 from flywheel.db import Prediction, make_engine
+from flywheel.processes import free_port
 from serving.prediction_log import PredictionLogger, PredictionRecord, Spool
 
 
@@ -187,9 +187,7 @@ class Postgres:
         self.bin = _pg_bin()
         self.data = root / "pg" / "data"
         self.sock = root / "pg" / "sock"
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def _run(self, *args: str) -> None:
