@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from flywheel.config import REPO_ROOT
+from serving.request_id_header import CALLBACK, CALLBACK_ENV
 
 CONFIG_PATH = REPO_ROOT / "serving" / "serve_config.yaml"
 # Ray puts call arguments above 100 KiB into the object store (an extra put/get round trip per
@@ -37,8 +38,7 @@ def ray_env(throughput_optimized: bool = True) -> dict[str, str]:
         "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2",  # default 30 s per stop
         "PYANNOTE_METRICS_ENABLED": "false",
         "OMP_NUM_THREADS": "1",
-        # one X-Request-Id per response, the ingress's (serving/request_id_header.py)
-        "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": "serving.request_id_header:proxy_middlewares",
+        CALLBACK_ENV: CALLBACK,  # one X-Request-Id per response, the ingress's
     }
     if throughput_optimized:
         env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
