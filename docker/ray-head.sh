@@ -9,7 +9,7 @@
 # Ray's own knobs come from the environment (docker-compose.yml: RAY_SERVE_THROUGHPUT_OPTIMIZED, ...).
 set -euo pipefail
 SERVE_CONFIG=${SERVE_CONFIG:-serving/serve_config.yaml}
-# Calls up to 4 MiB go inline in the RPC (serving.control.INLINE_CALL_BYTES; docs/serving.md).
+# Calls up to 4 MiB go inline in the RPC (flywheel.ray_runtime.INLINE_CALL_BYTES; docs/serving.md).
 ray start --head --port=6379 --dashboard-host=0.0.0.0 --dashboard-port=8265 --disable-usage-stats \
   --system-config='{"max_direct_call_object_size": 4194304}' \
   ${RAY_NUM_CPUS:+--num-cpus="$RAY_NUM_CPUS"}

@@ -329,7 +329,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     if ray.is_initialized():
         yield "ray (already initialised)"
         return
-    from serving.control import start_ray  # the project's one way to join or start Ray (loopback)
+    from flywheel.ray_runtime import start_ray  # the project's one way to join or start Ray (loopback)
 
     address = address or os.environ.get("RAY_ADDRESS") or None
     start_ray(address=address, num_cpus=num_cpus)

@@ -16,33 +16,34 @@ from typing import Any
 
 import yaml
 
+from flywheel import ray_runtime
 from flywheel.config import REPO_ROOT
+from flywheel.ray_runtime import LOOPBACK
 from serving.request_id_header import CALLBACK, CALLBACK_ENV
 
 CONFIG_PATH = REPO_ROOT / "serving" / "serve_config.yaml"
-# Ray puts call arguments above 100 KiB into the object store (an extra put/get round trip per
-# request); the ingress -> arm hop carries 32 KB per second of audio (16-bit PCM), so calls up to
-# this size are sent inline in the RPC instead (about 2 minutes of audio).
-INLINE_CALL_BYTES = 4 * 1024 * 1024
 APP_NAME = "flywheel"
 INGRESS = "Ingress"
 
 
-def ray_env(throughput_optimized: bool = True) -> dict[str, str]:
-    """Environment for the process that starts Ray: loopback only, no usage stats, and the
-    throughput-optimised Serve mode (ingress replicas get their own port, 30000 and up)."""
+def serve_env(throughput_optimized: bool = True) -> dict[str, str]:
+    """The Serve-only part of :func:`ray_env`: Serve's HTTP on loopback, short draining, the proxy
+    callback of :mod:`serving.request_id_header`, and the throughput-optimised Serve mode (ingress
+    replicas get their own port, 30000 and up)."""
     env = {
-        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # with _node_ip_address: every socket on loopback
-        "RAY_USAGE_STATS_ENABLED": "0",
-        "RAY_SERVE_DEFAULT_HTTP_HOST": "127.0.0.1",
+        "RAY_SERVE_DEFAULT_HTTP_HOST": LOOPBACK,
         "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "2",  # default 30 s per stop
-        "PYANNOTE_METRICS_ENABLED": "false",
-        "OMP_NUM_THREADS": "1",
         CALLBACK_ENV: CALLBACK,  # one X-Request-Id per response, the ingress's
     }
     if throughput_optimized:
         env["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = "1"
     return env
+
+
+def ray_env(throughput_optimized: bool = True) -> dict[str, str]:
+    """Environment for the process that starts Ray for Serve: the core's
+    (:func:`flywheel.ray_runtime.ray_env`: loopback only, no usage stats) and :func:`serve_env`."""
+    return {**ray_runtime.ray_env(), **serve_env(throughput_optimized)}
 
 
 def load_config(path: str | Path = CONFIG_PATH) -> dict[str, Any]:
@@ -52,27 +53,10 @@ def load_config(path: str | Path = CONFIG_PATH) -> dict[str, Any]:
 
 
 def start_ray(address: str | None = None, num_cpus: int | None = None, dashboard: bool = False) -> None:
-    """Connect to ``address`` (or ``RAY_ADDRESS``), or start a local Ray bound to 127.0.0.1."""
-    import ray
-
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    if ray.is_initialized():
-        return
-    if address:
-        ray.init(address=address, logging_level="WARNING", log_to_driver=False)
-        return
-    for key, value in ray_env(os.environ.get("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1") == "1").items():
-        os.environ.setdefault(key, value)
-    ray.init(
-        _node_ip_address="127.0.0.1",
-        num_cpus=num_cpus,
-        include_dashboard=dashboard,
-        dashboard_host="127.0.0.1",
-        logging_level="WARNING",
-        log_to_driver=False,
-        configure_logging=True,
-        _system_config={"max_direct_call_object_size": INLINE_CALL_BYTES},
-    )
+    """Connect to ``address`` (or ``RAY_ADDRESS``), or start a local Ray bound to 127.0.0.1 with the
+    Serve environment (:func:`flywheel.ray_runtime.start_ray` with :func:`serve_env` as extra env)."""
+    throughput_optimized = os.environ.get("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1") == "1"
+    ray_runtime.start_ray(address, num_cpus, dashboard, extra_env=serve_env(throughput_optimized))
 
 
 def _client() -> Any:

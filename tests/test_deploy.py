@@ -533,7 +533,8 @@ def test_pinned_versions_agree_with_the_project() -> None:
 
 
 def test_ray_settings_match_the_one_machine_runner() -> None:
-    from serving.control import INLINE_CALL_BYTES, ray_env
+    from flywheel.ray_runtime import INLINE_CALL_BYTES
+    from serving.control import ray_env
 
     wanted = {k: v for k, v in ray_env(True).items() if k not in LOOPBACK_ONLY_RAY_ENV}
     wanted["RAY_SERVE_DEFAULT_HTTP_HOST"] = "0.0.0.0"  # a container is reached through its interface

@@ -4,10 +4,15 @@ middleware wrapped around Ray's own RequestIdMiddleware, as the proxy callback m
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
+import types
 
+import pytest
 from ray.serve._private.http_util import RequestIdMiddleware
 from starlette.datastructures import MutableHeaders
 
+from serving import control
 from serving.control import ray_env
 from serving.request_id_header import CALLBACK, CALLBACK_ENV, OneRequestIdHeader, proxy_middlewares
 
@@ -45,3 +50,16 @@ def test_the_local_ray_mounts_the_callback() -> None:
     assert ray_env()[CALLBACK_ENV] == CALLBACK
     module, name = CALLBACK.split(":")
     assert getattr(__import__(module, fromlist=[name]), name) is proxy_middlewares
+
+
+def test_the_serve_runner_starts_ray_with_the_whole_ray_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``serving.control.start_ray``: the core's loopback start plus the Serve environment."""
+    calls: list[dict[str, str]] = []
+    ray = types.ModuleType("ray")
+    ray.is_initialized = lambda: False
+    ray.init = lambda **_: calls.append(dict(os.environ))
+    monkeypatch.setitem(sys.modules, "ray", ray)
+    env = {k: v for k, v in os.environ.items() if k not in ray_env(True) and k != "RAY_ADDRESS"}
+    monkeypatch.setattr(os, "environ", env)
+    control.start_ray()
+    assert {k: calls[0].get(k) for k in ray_env(True)} == ray_env(True)
