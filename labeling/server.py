@@ -4,25 +4,23 @@ One process on loopback from ``.venv-label-studio`` (``scripts/setup_label_studi
 uploads under ``<dir>/data``, audio clips served from ``<dir>/media`` (local-files storage), pid file
 ``<dir>/server.pid`` and log ``<dir>/server.log``. The admin user and its API token are created on the
 first start from :func:`labeling.settings.credentials` (legacy token enabled, sign-up disabled).
-First start about 30 s (migrations), later starts about 8 s.
+First start about 30 s (migrations), later starts about 8 s. The process mechanics (pid file, process
+group, log, health polling) are :class:`flywheel.processes.LocalServer`'s; :class:`ServerError` is its
+error.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-from flywheel.processes import pid_from_file, poll_until, stop_process_group
+from flywheel.processes import LocalServer, poll_until
+from flywheel.processes import ServerError as ServerError  # raised by start_server (re-exported)
 from labeling.settings import Credentials, LabelingSettings, credentials
-
-
-class ServerError(RuntimeError):
-    """Label Studio did not start (see its log file), or is not installed."""
 
 
 @dataclass
@@ -105,20 +103,6 @@ class ServerConfig:
         return env
 
 
-def _is_label_studio(pid: int) -> bool:
-    """The process looks like Label Studio (guards against a recycled pid in a stale pid file)."""
-    try:
-        return b"label-studio" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return sys.platform != "linux"
-
-
-def running_pid(cfg: ServerConfig) -> int | None:
-    """Pid from the pid file when that process is alive and is Label Studio."""
-    pid = pid_from_file(cfg.pid_file)
-    return pid if pid is not None and _is_label_studio(pid) else None
-
-
 def health_ok(url: str, timeout_s: float = 2.0) -> bool:
     """Whether ``<url>/health`` answers ``{"status": "UP"}``."""
     try:
@@ -128,6 +112,35 @@ def health_ok(url: str, timeout_s: float = 2.0) -> bool:
         return False
 
 
+def _prepare(cfg: ServerConfig) -> None:
+    """Before a launch: Label Studio is installed, its data and media folders exist."""
+    if not cfg.executable.exists():
+        raise ServerError(f"{cfg.executable} not found: run `bash scripts/setup_label_studio.sh`")
+    for folder in (cfg.data_dir, cfg.media_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+
+
+def local_server(cfg: ServerConfig) -> LocalServer:
+    """The server of ``cfg`` as a :class:`flywheel.processes.LocalServer` (pid file, log, ``/health``)."""
+    return LocalServer(
+        name="Label Studio",
+        url=cfg.url,
+        command=cfg.command(),
+        pid_file=cfg.pid_file,
+        log_file=cfg.log_file,
+        healthy=lambda: health_ok(cfg.url, timeout_s=2.0),
+        marker=b"label-studio",
+        env=cfg.env(),
+        cwd=cfg.root,
+        prepare=lambda: _prepare(cfg),
+    )
+
+
+def running_pid(cfg: ServerConfig) -> int | None:
+    """Pid from the pid file when that process is alive and is Label Studio."""
+    return local_server(cfg).running_pid()
+
+
 def wait_healthy(url: str, timeout_s: float, proc: subprocess.Popen | None = None) -> bool:
     """Poll ``/health`` every 0.5 s until it answers, ``timeout_s`` passes or ``proc`` exits."""
     return poll_until(lambda: health_ok(url, timeout_s=2.0), timeout_s, proc)
@@ -135,22 +148,7 @@ def wait_healthy(url: str, timeout_s: float, proc: subprocess.Popen | None = Non
 
 def launch(cfg: ServerConfig) -> subprocess.Popen:
     """Start the server in its own process group (output to the log file) and write the pid file."""
-    if not cfg.executable.exists():
-        raise ServerError(f"{cfg.executable} not found: run `bash scripts/setup_label_studio.sh`")
-    for folder in (cfg.data_dir, cfg.media_dir):
-        folder.mkdir(parents=True, exist_ok=True)
-    with open(cfg.log_file, "ab") as log_fh:
-        proc = subprocess.Popen(
-            cfg.command(),
-            cwd=cfg.root,
-            stdout=log_fh,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=cfg.env(),
-            start_new_session=True,
-        )
-    cfg.pid_file.write_text(str(proc.pid))
-    return proc
+    return local_server(cfg).launch()
 
 
 def start_server(cfg: ServerConfig, timeout_s: float = 180.0) -> int:
@@ -159,28 +157,13 @@ def start_server(cfg: ServerConfig, timeout_s: float = 180.0) -> int:
     Raises:
         ServerError: not installed, the port answers but is not our server, or it did not come up.
     """
-    pid = running_pid(cfg)
-    if pid is not None and wait_healthy(cfg.url, timeout_s):
-        return pid
-    if health_ok(cfg.url):
-        raise ServerError(
-            f"something already answers at {cfg.url} (not started by `flywheel label serve` here); "
-            "set FLYWHEEL_LABEL_STUDIO_URL to use it, or choose another --port"
-        )
-    proc = launch(cfg)
-    if not wait_healthy(cfg.url, timeout_s, proc):
-        stop_server(cfg)
-        tail = cfg.log_file.read_text(errors="replace")[-2000:] if cfg.log_file.exists() else ""
-        raise ServerError(f"Label Studio did not answer {cfg.url}/health in {timeout_s:.0f} s:\n{tail}")
-    return proc.pid
+    return local_server(cfg).start(
+        timeout_s,
+        busy_hint="(not started by `flywheel label serve` here); "
+        "set FLYWHEEL_LABEL_STUDIO_URL to use it, or choose another --port",
+    )
 
 
 def stop_server(cfg: ServerConfig, timeout_s: float = 15.0) -> bool:
     """Stop the server of the pid file (its whole process group); ``False`` when none was running."""
-    pid = running_pid(cfg)
-    if pid is None:
-        cfg.pid_file.unlink(missing_ok=True)
-        return False
-    stop_process_group(pid, timeout_s)
-    cfg.pid_file.unlink(missing_ok=True)
-    return True
+    return local_server(cfg).stop(timeout_s)

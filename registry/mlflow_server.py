@@ -3,7 +3,9 @@
 One process on loopback: SQLite backend and artifact store under ``runtime/mlflow/`` by default,
 ``--workers 1`` and ``MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false`` (about 450 MB instead of about 2 GB).
 In the background mode the server runs in its own process group, its pid is written to
-``runtime/mlflow/server.pid`` and :func:`start_server` returns once ``/health`` answers.
+``runtime/mlflow/server.pid`` and :func:`start_server` returns once ``/health`` answers. The process
+mechanics (pid file, process group, log, health polling) are :class:`flywheel.processes.LocalServer`'s;
+:class:`ServerError` is its error.
 """
 
 from __future__ import annotations
@@ -15,12 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flywheel.config import get_settings
-from flywheel.processes import pid_from_file, poll_until, stop_process_group
+from flywheel.processes import LocalServer, poll_until
+from flywheel.processes import ServerError as ServerError  # raised by start_server (re-exported)
 from registry.mlflow_utils import health_ok
-
-
-class ServerError(RuntimeError):
-    """The MLflow server did not start (see its log file)."""
 
 
 @dataclass
@@ -88,18 +87,23 @@ def server_env() -> dict[str, str]:
     return env
 
 
-def _is_mlflow(pid: int) -> bool:
-    """The process looks like an MLflow server (guards against a recycled pid in a stale pid file)."""
-    try:
-        return b"mlflow" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return sys.platform != "linux"  # no /proc: trust the pid file
+def local_server(cfg: ServerConfig) -> LocalServer:
+    """The server of ``cfg`` as a :class:`flywheel.processes.LocalServer` (pid file, log, ``/health``)."""
+    return LocalServer(
+        name="MLflow server",
+        url=cfg.url,
+        command=cfg.command(),
+        pid_file=cfg.pid_file,
+        log_file=cfg.log_file,
+        healthy=lambda: health_ok(cfg.url, timeout_s=2.0),
+        marker=b"mlflow",
+        env=server_env(),
+    )
 
 
 def running_pid(cfg: ServerConfig) -> int | None:
     """Pid from the pid file when that process is still alive and is an MLflow server."""
-    pid = pid_from_file(cfg.pid_file)
-    return pid if pid is not None and _is_mlflow(pid) else None
+    return local_server(cfg).running_pid()
 
 
 def wait_healthy(url: str, timeout_s: float, proc: subprocess.Popen | None = None) -> bool:
@@ -109,18 +113,7 @@ def wait_healthy(url: str, timeout_s: float, proc: subprocess.Popen | None = Non
 
 def launch(cfg: ServerConfig) -> subprocess.Popen:
     """Start the server in its own process group (output to the log file) and write the pid file."""
-    cfg.root.mkdir(parents=True, exist_ok=True)
-    with open(cfg.log_file, "ab") as log_fh:
-        proc = subprocess.Popen(
-            cfg.command(),
-            stdout=log_fh,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=server_env(),
-            start_new_session=True,
-        )
-    cfg.pid_file.write_text(str(proc.pid))
-    return proc
+    return local_server(cfg).launch()
 
 
 def start_server(cfg: ServerConfig, timeout_s: float = 240.0) -> int:
@@ -129,28 +122,14 @@ def start_server(cfg: ServerConfig, timeout_s: float = 240.0) -> int:
     Raises:
         ServerError: the port answers but is not our server, or the server did not come up.
     """
-    pid = running_pid(cfg)
-    if pid is not None and wait_healthy(cfg.url, 5.0):
-        return pid
-    if health_ok(cfg.url):
-        raise ServerError(
-            f"something already answers at {cfg.url} (not started by `flywheel mlflow` here); "
-            "use it as the tracking URI or choose another --port"
-        )
-    proc = launch(cfg)
-    if not wait_healthy(cfg.url, timeout_s, proc):
-        stop_server(cfg)
-        tail = cfg.log_file.read_text(errors="replace")[-2000:] if cfg.log_file.exists() else ""
-        raise ServerError(f"MLflow server did not answer {cfg.url}/health in {timeout_s:.0f} s:\n{tail}")
-    return proc.pid
+    return local_server(cfg).start(
+        timeout_s,
+        reuse_timeout_s=5.0,
+        busy_hint="(not started by `flywheel mlflow` here); "
+        "use it as the tracking URI or choose another --port",
+    )
 
 
 def stop_server(cfg: ServerConfig, timeout_s: float = 15.0) -> bool:
     """Stop the server of the pid file (its whole process group: uvicorn workers too)."""
-    pid = running_pid(cfg)
-    if pid is None:
-        cfg.pid_file.unlink(missing_ok=True)
-        return False
-    stop_process_group(pid, timeout_s)
-    cfg.pid_file.unlink(missing_ok=True)
-    return True
+    return local_server(cfg).stop(timeout_s)
