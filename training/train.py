@@ -52,7 +52,9 @@ class TrainConfig:
     distill_weight: float = 0.0  # cosine loss to the speaker's teacher d-vector (training/teacher.py)
     teacher: str | None = None  # teacher vectors, relative to the data directory (e.g. teacher/full.npz)
     init_from: str | None = None  # checkpoint (best.pt/last.pt) whose weights start this recipe
-    data_epoch_offset: int = 0  # start at this data epoch (a continued recipe sees new conversations)
+    # first data epoch (a continued recipe sees new conversations). None: right after the last one the
+    # `init_from` checkpoint's weights were trained on (data_epoch_after), 0 without init_from
+    data_epoch_offset: int | None = None
     # new voices: each conversation speaker is, with this probability, replaced by a copy with its
     # formants shifted by one of these factors, trained as a speaker of its own (pipelines/voice_warp.py)
     formant_warps: list[float] = field(default_factory=list)
@@ -246,6 +248,7 @@ def train(
         optimizer.load_state_dict(ckpt["optimizer"])
         state = ckpt["state"]
         print(f"resumed from {last}: epoch {state['epoch']}, best dev DER {state['best_der']:.4f}")
+    offset = cfg.data_epoch_offset = state["data_epoch_offset"] = first_data_epoch(cfg, state)
 
     tracker = training_tracker(
         track, model_type, config_name, cfg.__dict__, params, [inventory.root, dev_dir]
@@ -253,7 +256,7 @@ def train(
     tracker.set_tags({"resumed_from_epoch": state["epoch"]})
 
     # persistent workers keep their audio cache; each pass over the loader advances their epoch
-    dataset.set_epoch(state["epoch"] + cfg.data_epoch_offset)
+    dataset.set_epoch(state["epoch"] + offset)
     limit_blas_threads(1)
     loader = DataLoader(
         dataset,
@@ -312,12 +315,23 @@ def train(
         skip = ("epoch", "step") if scored else ("epoch", "step", "dev_der", "dev_threshold")
         tracker.log_metrics({k: v for k, v in record.items() if k not in skip}, step=epoch + 1)
         state["epoch"] = epoch + 1
+        state["data_epoch_next"] = offset + epoch + 1  # a recipe continuing these weights starts here
         if cfg.average_last > 1:
             (out / "epochs").mkdir(exist_ok=True)
             torch.save(model.state_dict(), _epoch_weights(out, epoch + 1))
         if scored and der < state["best_der"]:
             state.update(best_der=der, best_threshold=threshold, stale=0)
-            _save_best(out / "best.pt", model, model_type, chunk, features, der, threshold, epoch + 1)
+            _save_best(
+                out / "best.pt",
+                model,
+                model_type,
+                chunk,
+                features,
+                der,
+                threshold,
+                epoch + 1,
+                data_epoch_next=state["data_epoch_next"],
+            )
         elif scored:  # patience counts scored epochs only
             state["stale"] += 1
         torch.save(
@@ -367,8 +381,10 @@ def _save_best(
     threshold: float | None,
     epoch: int,
     averaged_epochs: list[int] | None = None,
+    data_epoch_next: int | None = None,
 ) -> None:
-    """Write ``best.pt``: the weights plus what export and serving need to rebuild the model."""
+    """Write ``best.pt``: the weights plus what export and serving need to rebuild the model, and
+    (``data_epoch_next``) the data epoch right after the last one these weights were trained on."""
     torch.save(
         {
             "model": model.state_dict(),
@@ -380,9 +396,69 @@ def _save_best(
             "threshold": threshold,
             "epoch": epoch,
             "averaged_epochs": averaged_epochs,
+            **({"data_epoch_next": data_epoch_next} if data_epoch_next is not None else {}),
         },
         path,
     )
+
+
+def first_data_epoch(cfg: TrainConfig, state: dict[str, Any]) -> int:
+    """The data epoch the run's first epoch trains on: the recipe's explicit ``data_epoch_offset``;
+    else the one a resumed run (``state`` from its ``last.pt``) started with; else right after the
+    last one the ``init_from`` checkpoint was trained on (:func:`data_epoch_after`); else 0."""
+    if cfg.data_epoch_offset is not None:
+        return cfg.data_epoch_offset
+    if state.get("data_epoch_offset") is not None:
+        return int(state["data_epoch_offset"])
+    return data_epoch_after(cfg.init_from) if cfg.init_from else 0
+
+
+def _recorded_data_epoch_next(ckpt: dict[str, Any]) -> int | None:
+    """``data_epoch_next`` as a checkpoint records it: at the top in ``best.pt``, in ``last.pt``'s
+    ``state``; ``None`` when it does not (saved before the field existed, or by ``flywheel distill``)."""
+    value = ckpt.get("data_epoch_next")
+    state = ckpt.get("state")
+    if value is None and isinstance(state, dict):
+        value = state.get("data_epoch_next")
+    return None if value is None else int(value)
+
+
+def data_epoch_after(path: str | Path) -> int:
+    """The data epoch a recipe continuing checkpoint ``path`` starts at: right after the last one its
+    weights were trained on, so the continued run sees new conversations.
+
+    ``best.pt`` and ``last.pt`` record it (``data_epoch_next``). A checkpoint saved before they did
+    falls back to the number of epochs it had trained (``best.pt``'s ``epoch``, ``last.pt``'s
+    ``state["epoch"]``: both count epochs done, the first epoch is 1), i.e. it assumes that run started
+    at data epoch 0; a note says so. A pretrained encoder (a directory, ``.safetensors``, ``.bin``)
+    never saw these conversations: 0.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: the checkpoint records neither (e.g. an average of checkpoints saved before the
+            field existed): the recipe has to set ``data_epoch_offset``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"init_from {path} not found")
+    if path.is_dir() or path.suffix in (".safetensors", ".bin"):
+        return 0
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    recorded = _recorded_data_epoch_next(ckpt)
+    if recorded is not None:
+        print(f"data epochs from {recorded}: right after those {path} was trained on")
+        return recorded
+    state = ckpt.get("state")
+    done = state.get("epoch") if isinstance(state, dict) else ckpt.get("epoch")
+    if not isinstance(done, int):
+        raise ValueError(
+            f"{path} records neither data_epoch_next nor its epoch: set data_epoch_offset in the recipe"
+        )
+    print(
+        f"note: {path} does not record data_epoch_next; data epochs from {done} (its {done} epochs, "
+        "assuming its run started at data epoch 0; set data_epoch_offset in the recipe otherwise)"
+    )
+    return done
 
 
 def average_weights(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -444,6 +520,8 @@ def average_checkpoints(paths: list[Path], out: Path) -> dict[str, Any]:
     for path, ckpt in zip(paths[1:], ckpts[1:], strict=True):
         if signature(ckpt) != signature(first):
             raise ValueError(f"{path} is not the architecture of {paths[0]}: cannot average their weights")
+    # a recipe continuing the soup starts after the data of every ingredient (when they all record it)
+    recorded = [n for n in map(_recorded_data_epoch_next, ckpts) if n is not None]
     soup = {
         **{k: v for k, v in first.items() if k not in ("model", "dev_der", "threshold", "epoch")},
         "model": average_weights([c["model"] for c in ckpts]),
@@ -452,6 +530,7 @@ def average_checkpoints(paths: list[Path], out: Path) -> dict[str, Any]:
         "epoch": None,
         "averaged_epochs": None,
         "averaged_checkpoints": [str(p) for p in paths],
+        "data_epoch_next": max(recorded) if len(recorded) == len(ckpts) else None,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(soup, out)
@@ -497,7 +576,18 @@ def _average_last_epochs(
     print(json.dumps(record))
     if der < state["best_der"]:
         state.update(best_der=der, best_threshold=threshold)
-        _save_best(best_path, model, model_type, chunk, features, der, threshold, last, epochs)
+        _save_best(
+            best_path,
+            model,
+            model_type,
+            chunk,
+            features,
+            der,
+            threshold,
+            last,
+            epochs,
+            data_epoch_next=state["data_epoch_offset"] + last,
+        )
     return record
 
 

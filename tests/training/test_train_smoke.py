@@ -86,6 +86,10 @@ def test_recipe_with_new_voices_stops_after_its_epoch_budget(
     assert best["chunk"]["chunk_s"] == 4.0
     state = torch.load(tmp_path / "last.pt", map_location="cpu", weights_only=False)
     assert f"blocks.{len(dilations) - 1}.pw2.weight" in state["model"]
+    # no data_epoch_offset in the recipe: the run starts right after the data its init_from saw
+    parent = torch.load(trained, map_location="cpu", weights_only=False)["data_epoch_next"]
+    assert parent == 1  # the smoke model: one epoch, data epoch 0
+    assert state["state"]["data_epoch_offset"] == parent and best["data_epoch_next"] == parent + 1
     recorded = len(Inventory.load(smoke_data / "inventory" / "smoke").by_speaker("train"))
     head = next(v for k, v in state["speaker_head"].items() if v.ndim == 2)
     assert head.shape[0] == 2 * recorded  # recorded speakers + their 0.9 copies
