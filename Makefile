@@ -6,7 +6,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 PROFILE ?= smoke
 FAST_CNN_CKPT ?= checkpoints/fast-cnn/teacher/best.pt
 
-.PHONY: help setup test lint data data-smoke data-full train-fast-cnn train-fast-cnn-v5 release-fast-cnn train-distilhubert release-distilhubert benchmark clean mlflow mlflow-stop up down load-test
+.PHONY: help setup test lint data data-smoke data-full train-fast-cnn release-fast-cnn train-distilhubert release-distilhubert benchmark clean mlflow mlflow-stop up down load-test
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-18s %s\n", $$1, $$2}'
@@ -32,22 +32,6 @@ data: data-smoke data-full  ## both profiles
 train-fast-cnn: setup  ## distil the Fast CNN from the teacher (pool of teacher targets, then ~1 h of training; resumes)
 	$(BIN)/dvc repro distill-pool@full
 	$(BIN)/flywheel distill --model fast-cnn --recipe teacher
-
-train-fast-cnn-v5: setup  ## the previous lineage (simulator labels only, ~9.5 h): full ... segfocus2
-	$(BIN)/flywheel train --model fast-cnn --config full
-	$(BIN)/dvc repro teacher@full
-	$(BIN)/flywheel train --model fast-cnn --config distil
-	$(BIN)/flywheel train --model fast-cnn --config continue
-	$(BIN)/flywheel train --model fast-cnn --config voices
-	$(BIN)/flywheel train --model fast-cnn --config voices2
-	$(BIN)/flywheel train --model fast-cnn --config voices4
-	$(BIN)/flywheel average-checkpoints checkpoints/fast-cnn/voices2/best.pt \
-		checkpoints/fast-cnn/voices4/best.pt --out checkpoints/fast-cnn/soup/best.pt
-	$(BIN)/flywheel train --model fast-cnn --config deeper
-	$(BIN)/flywheel average-checkpoints checkpoints/fast-cnn/deeper/best.pt \
-		checkpoints/fast-cnn/soup/best.pt --out checkpoints/fast-cnn/soup2/best.pt
-	$(BIN)/flywheel train --model fast-cnn --config segfocus
-	$(BIN)/flywheel train --model fast-cnn --config segfocus2
 
 train-distilhubert: setup  ## train DistilHuBERT from scratch (INIT=path/to/distilhubert for the pretrained start)
 	$(BIN)/flywheel train --model distilhubert --config full $(if $(INIT),--init-from $(INIT))

@@ -7,7 +7,7 @@ each frame by ``P(alone) ** embedding_pool_power``; this script scores dev DER (
 clustering threshold re-picked per power) for a few powers and can write the best one into
 params.yaml (``models.<type>.embedding_pool_power``), from where export and later training take it.
 
-    python -m experiments.tune_pooling --checkpoint checkpoints/fast-cnn/voices2/best.pt \\
+    python -m experiments.tune_pooling --checkpoint checkpoints/fast-cnn/teacher/best.pt \\
         --powers 1,2,3,4,6 --write-params
 """
 

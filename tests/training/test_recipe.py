@@ -54,10 +54,29 @@ def test_every_recipe_in_params_resolves_to_a_valid_config(params: dict) -> None
         for name in recipes:
             cfg = TrainConfig.load(model, name, params)
             assert cfg.epochs >= 1 and cfg.batch_size >= 1
-    # the factoring kept what the release lineage ran with (spot checks of inherited values)
-    assert TrainConfig.load("fast-cnn", "segfocus2", params).formant_warps == [0.85, 0.92, 1.08, 1.17]
-    assert TrainConfig.load("fast-cnn", "voices", params).stop_after is None
-    assert TrainConfig.load("fast-cnn", "continue", params).teacher == "teacher/full.npz"
+    # `extends` in params.yaml: the release DistilHuBERT recipe inherits from `full` what it does not
+    # set itself (none of these is a TrainConfig default) and keeps its own values
+    finetune = TrainConfig.load("distilhubert", "finetune", params)
+    assert finetune.data_profile == "full" and finetune.train_hours == 0.25
+    assert finetune.teacher == "teacher/full.npz" and finetune.distill_weight == 2.0
+    assert finetune.lr == 0.0001 and finetune.epochs == 2 and finetune.margin_warmup_steps == 0
     for model, recipes in params["distill"].items():
         for name in recipes:
             assert DistillConfig.load(model, name, params).epochs >= 1
+
+
+def test_train_config_loads_a_chain_of_extended_recipes() -> None:
+    """TrainConfig.load resolves `extends` through a chain: inherited lists stay whole, a key set to
+    null in a child is not inherited, and the child's own values win."""
+    recipes = {
+        "base": {"epochs": 7, "lr": 0.002, "teacher": "teacher/full.npz", "stop_after": 4},
+        "warped": {"extends": "base", "formant_warps": [0.85, 1.17], "formant_warp_prob": 0.6},
+        "leaf": {"extends": "warped", "lr": 0.0005, "teacher": None, "stop_after": None},
+    }
+    params = {"train": {"fast-cnn": recipes}}
+    warped = TrainConfig.load("fast-cnn", "warped", params)
+    assert warped.teacher == "teacher/full.npz" and warped.stop_after == 4 and warped.lr == 0.002
+    leaf = TrainConfig.load("fast-cnn", "leaf", params)
+    assert leaf.formant_warps == [0.85, 1.17] and leaf.formant_warp_prob == 0.6 and leaf.epochs == 7
+    assert leaf.teacher is None and leaf.stop_after is None and leaf.lr == 0.0005
+    assert leaf.data_epoch_offset is None  # not set anywhere: derived from init_from when training

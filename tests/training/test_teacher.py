@@ -53,7 +53,7 @@ def smoke_teacher(smoke_data: Path) -> Path:
 def test_distillation_trains_and_lowers_the_cosine_distance(
     smoke_teacher: Path, smoke_data: Path, smoke_checkpoint: Path, params: dict, tmp_path: Path
 ) -> None:
-    """A `distil`-style recipe continues the smoke model with the teacher loss, which must drop."""
+    """A recipe continuing the smoke model with the teacher loss (as v5's `distil` did): it must drop."""
     from training.train import train
 
     p = copy.deepcopy(params)
