@@ -59,9 +59,9 @@ def evaluate(
     track: bool = TRACK,
 ) -> None:
     """Score a system: DER (pyannote.metrics, overlap scored) at collars 0 and 0.25, per file and total."""
+    from experiments.eval_tracking import log_evaluation
     from experiments.evaluate import evaluate_system, print_report
     from flywheel.systems import get_system
-    from registry.tracking import log_evaluation
 
     out_dir = out_dir or REPO_ROOT / "reports" / system / test_set.name
     diarizer = get_system(system, **({"model_path": model_path} if model_path else {}))

@@ -8,11 +8,13 @@ serves a version only when its gate record verifies, else the release model in t
 
 Modules: ``models`` (model versions: register, champion lookup, first-start bootstrap), ``gate_rules``
 (the promotion rules, defined once), ``gate`` (the gate's evaluation and its signed record),
-``promote`` (the gate: evaluate, decide, move the aliases), ``tracking`` (MLflow run logging for train
-and evaluate), ``mlflow_utils`` (tracking URI, health probe, dataset version, file digests),
-``mlflow_server`` (the local MLflow server, ``flywheel mlflow``).
+``promote`` (the gate: evaluate, decide, move the aliases), ``tracking`` (generic MLflow run
+logging: ``start_run`` and its ``Tracker``), ``mlflow_utils`` (tracking URI, health probe, dataset
+version, file digests), ``mlflow_server`` (the local MLflow server, ``flywheel mlflow``).
 
 Imports point inward: this package uses ``flywheel`` (the core); ``serving`` imports only
-``registry.models`` (lazily, in ``serving.champion``). ``tracking`` draws its charts with
-``experiments.plots`` and exports a trained checkpoint with ``training.export``, both lazily.
+``registry.models`` (lazily, in ``serving.champion``). What a training or an evaluation run logs
+(the ONNX export, the plots) is theirs: ``training.train_tracking`` and ``experiments.eval_tracking``
+call ``tracking.start_run``, never the other way round (``tracking`` forwards two training names
+until ``training/train.py`` imports them from ``training.train_tracking``).
 """
