@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, str] = {
     "diarization": "Latency, DER on every set, RTF and peak memory of each system, side by side.",
     "compare-models": "Is model B really better than model A? Per-file DER, paired bootstrap.",
     "load": "Load test of the serving path on loopback: throughput and latency per arm.",
+    "chunk-batching": "Would batching across requests pay? Model cost per chunk by batch size.",
     "reliability": "Faults injected into the served endpoint under load, and a soak.",
     "oracle-clustering": "A neural system's DER with its clustering vs oracle clustering.",
     "embedding-quality": "How good a neural system's local speakers are before clustering.",
