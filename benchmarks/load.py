@@ -240,10 +240,11 @@ def cpu_per_request(
 
 # -- deployments ----------------------------------------------------------------------------------
 def variant_config(
-    model: Path | None, embed: bool, logging: bool, port: int, replicas: int
+    model: Path | None, embed: bool | None, logging: bool, port: int, replicas: int
 ) -> dict[str, Any]:
     """The Serve config of one variant: serving/serve_config.yaml with the arm pinned to ``model``
-    (``model`` None: variant ``ab``, the shipped config as it is: arms, weights, limits, champions)."""
+    (``model`` None: variant ``ab``, the shipped config as it is: arms, weights, limits, champions;
+    there ``embed`` None keeps the shipped ``embed_arms``, False puts every arm in its deployment)."""
     from serving import control
 
     cfg = copy.deepcopy(control.load_config())
@@ -251,6 +252,8 @@ def variant_config(
     app = cfg["applications"][0]
     if model is None:
         app["args"]["log_predictions"] = logging
+        if embed is not None:
+            app["args"]["embed_arms"] = embed
         return cfg
     arm = {"model_path": str(model), "poll_s": 0, "deployment": {"num_replicas": replicas}}
     app["args"].update(embed_arms=embed, embedded_workers=1, log_predictions=logging, arms={"fast-cnn": arm})
@@ -383,7 +386,8 @@ def main(
     variants: str = typer.Option(
         "deployments+log,ab+log,embedded+log",
         help="Comma-separated topology(+log|-log) variants to deploy and measure; topology "
-        "deployments or embedded (fast-cnn alone), or ab (serving/serve_config.yaml as shipped).",
+        "deployments or embedded (fast-cnn alone), ab (serving/serve_config.yaml as shipped) or "
+        "ab-deployments (the shipped config with every arm in its own deployment).",
     ),
     concurrency: str = typer.Option("1,4,8,16", help="Closed-loop concurrency levels."),
     rate: float = typer.Option(30.0, help="Open-loop request rate (req/s)."),
@@ -420,13 +424,15 @@ def main(
         try:
             for name in variants.split(","):
                 topology, logging = name[:-4], name.endswith("+log")
+                shipped = topology.startswith("ab")  # ab: as shipped; ab-deployments: every arm hops
                 if topology == "ab":  # the model alone, for each other arm with traffic
                     ingress = control.load_config()["applications"][0]["deployments"][0]
                     for arm, w in sorted(ingress["user_config"]["weights"].items()):
                         if w > 0 and arm != "fast-cnn":
                             report.setdefault("models_alone", {})[arm] = model_alone(None, clip, 10, arm)
-                pinned = None if topology == "ab" else champion.path
-                cfg = variant_config(pinned, topology == "embedded", logging, 8000, replicas)
+                pinned = None if shipped else champion.path
+                embed = {"ab": None, "ab-deployments": False}.get(topology, topology == "embedded")
+                cfg = variant_config(pinned, embed, logging, 8000, replicas)
                 control.deploy(cfg, timeout_s=600)
                 time.sleep(2)
                 direct = [f"http://127.0.0.1:{p}" for p in control.direct_ports()]

@@ -1,11 +1,13 @@
 """The Ray Serve application: a FastAPI ingress (A/B router + prediction log) and the arms.
 
-Two topologies, chosen by ``args.embed_arms`` in the Serve config:
+The topology is chosen by ``args.embed_arms`` in the Serve config:
 
-* ``false`` (default): one deployment per arm (``arm-fast-cnn``, ...); request path
+* ``false``: one deployment per arm (``arm-fast-cnn``, ...); request path
   client -> [Serve proxy] -> ``Ingress`` -> ``arm-<name>``. Arms scale independently.
 * ``true``: the arms' models live inside each ``Ingress`` replica; request path
   client -> [Serve proxy] -> ``Ingress``: one hop less.
+* a list of arm names (the shipped ``[fast-cnn]``): those arms are embedded, the others get their
+  deployments: the light arm skips the hop, the heavy ones stay isolated behind their bounds.
 
 With ``RAY_SERVE_THROUGHPUT_OPTIMIZED=1`` in the environment that starts Ray, every ingress replica
 also listens on its own port (30000 and up) and clients can skip the proxy hop.
@@ -34,11 +36,20 @@ DEFAULT_ARMS = ("fast-cnn", "distilhubert")
 class AppArgs(BaseModel):
     """``args`` of the application in the Serve config."""
 
-    embed_arms: bool = False
+    embed_arms: bool | list[str] = False
     embedded_workers: int = Field(1, ge=1, description="inference threads per ingress (embedded)")
     arms: dict[str, dict[str, Any]] = Field(default_factory=lambda: {name: {} for name in DEFAULT_ARMS})
     weights: dict[str, float] | None = None  # initial split; user_config.weights overrides
     log_predictions: bool | None = None  # default: FLYWHEEL_LOG_PREDICTIONS (on)
+
+    def embedded(self) -> list[str]:
+        """The arms whose models run inside the ingress."""
+        if isinstance(self.embed_arms, bool):
+            return sorted(self.arms) if self.embed_arms else []
+        unknown = sorted(set(self.embed_arms) - set(self.arms))
+        if unknown:
+            raise ValueError(f"embed_arms names arms that are not configured: {unknown}")
+        return sorted(self.embed_arms)
 
 
 def _serve_request_id() -> str | None:
@@ -98,19 +109,24 @@ class Ingress:
     """FastAPI ingress: authentication, limits, A/B routing, prediction logging."""
 
     def __init__(self, args: dict[str, Any], arm_handles: dict[str, Any] | None = None):
-        from serving.backends import DeploymentArms, EmbeddedArms
+        from serving.backends import DeploymentArms, EmbeddedArms, MixedArms
         from serving.service import DiarizationService
 
         a = AppArgs(**args)
-        if a.embed_arms:
-            arms = {name: Arm(ArmSpec.from_dict(name, opts)) for name, opts in a.arms.items()}
+        specs = {name: ArmSpec.from_dict(name, opts) for name, opts in a.arms.items()}
+        retry_after = {name: spec.retry_after_s for name, spec in specs.items()}
+        embedded = a.embedded()
+        backend: Any = None
+        if embedded:
+            arms = {name: Arm(specs[name]) for name in embedded}
             for arm in arms.values():
                 arm.refresh()
                 arm.start_polling()
-            backend: Any = EmbeddedArms(arms, workers=a.embedded_workers)
-        else:
-            retry_after = {name: ArmSpec.from_dict(name, opts).retry_after_s for name, opts in a.arms.items()}
-            backend = DeploymentArms(arm_handles or {}, retry_after)
+            max_pending = {name: specs[name].max_pending for name in embedded}
+            backend = EmbeddedArms(arms, a.embedded_workers, max_pending, retry_after)
+        if len(embedded) < len(a.arms):
+            deployed = DeploymentArms(arm_handles or {}, retry_after)
+            backend = deployed if backend is None else MixedArms(backend, deployed)
         self.service = DiarizationService(backend, list(a.arms), a.weights, log_predictions=a.log_predictions)
 
     def __serve_build_asgi_app__(self) -> Any:
@@ -135,13 +151,15 @@ def build_app(args: dict[str, Any] | None = None) -> Application:
     """Application builder for ``serve run``/``serve deploy`` (``import_path: serving.app:build_app``)."""
     a = AppArgs(**(args or {}))
     handles: dict[str, Application] = {}
-    if not a.embed_arms:
-        for name, opts in a.arms.items():
-            spec = ArmSpec.from_dict(name, opts)
-            if resolve(name, spec.model_name, spec.model_path, spec.tracking_uri) is None:
-                log.warning("arm %s has no model: it is left out (weight 0)", name)
-                continue
-            deployment_options = dict(opts.get("deployment") or {})
-            bound = ArmDeployment.options(name=f"arm-{name}", **deployment_options)
-            handles[name] = bound.bind({"name": name, "options": opts})
+    embedded = a.embedded()
+    for name, opts in a.arms.items():
+        if name in embedded:  # runs inside the ingress replica: no deployment of its own
+            continue
+        spec = ArmSpec.from_dict(name, opts)
+        if resolve(name, spec.model_name, spec.model_path, spec.tracking_uri) is None:
+            log.warning("arm %s has no model: it is left out (weight 0)", name)
+            continue
+        deployment_options = dict(opts.get("deployment") or {})
+        bound = ArmDeployment.options(name=f"arm-{name}", **deployment_options)
+        handles[name] = bound.bind({"name": name, "options": opts})
     return Ingress.bind(a.model_dump(), handles)

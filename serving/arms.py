@@ -45,13 +45,23 @@ class ArmSpec:
     tracking_uri: str | None = None
     nice: int = 0  # added to the arm replica's CPU niceness (heavy arms yield the cores to light ones)
     retry_after_s: float = 1.0  # Retry-After of a request shed because this arm is full
+    max_pending: int | None = None  # embedded arm: requests it holds in the ingress; past it: shed
     overrides: dict[str, Any] = field(default_factory=dict)  # NeuralParams (step_s, threshold, ...)
 
     @classmethod
     def from_dict(cls, name: str, d: dict[str, Any] | None) -> ArmSpec:
         """Build from a config mapping; unknown keys go to the pipeline overrides."""
         d = dict(d or {})
-        names = ("model_name", "model_path", "threads", "poll_s", "tracking_uri", "nice", "retry_after_s")
+        names = (
+            "model_name",
+            "model_path",
+            "threads",
+            "poll_s",
+            "tracking_uri",
+            "nice",
+            "retry_after_s",
+            "max_pending",
+        )
         known = {k: d.pop(k) for k in names if k in d}
         d.pop("deployment", None)  # Serve options of the arm's deployment (serving.app)
         return cls(name=name, overrides=d, **known)

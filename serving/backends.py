@@ -1,11 +1,13 @@
 """Where an arm's model runs: inside the ingress process, or in its own Serve deployment.
 
-Both expose the same two coroutines, so the ingress code does not care which topology is deployed:
+All expose the same coroutines, so the ingress code does not care which topology is deployed:
 
 * :class:`EmbeddedArms` -- models inside the ingress replica (no handle hop; inference in a thread
-  pool so the event loop keeps accepting requests);
+  pool so the event loop keeps accepting requests; an optional bound on each arm's pending requests);
 * :class:`DeploymentArms` -- one Serve deployment per arm, called through deployment handles
-  (one hop per request, arms scale independently).
+  (one hop per request, arms scale independently);
+* :class:`MixedArms` -- some arms embedded (the light one, to spare it the hop), the others as
+  deployments (the heavy ones, isolated in their own replicas with their own bounds).
 """
 
 from __future__ import annotations
@@ -52,23 +54,45 @@ class ArmBackend(Protocol):
 
 
 class EmbeddedArms:
-    """Arms loaded in this process."""
+    """Arms loaded in this process.
+
+    ``max_pending``: per arm, the requests it may hold (running plus waiting for the worker pool);
+    one more is shed (:class:`ArmOverloaded`, with the arm's ``retry_after_s``) instead of queued.
+    An arm without an entry is unbounded (the ingress's own ``max_ongoing_requests`` still is).
+    """
 
     mode = "embedded"
 
-    def __init__(self, arms: dict[str, Arm], workers: int = 1):
+    def __init__(
+        self,
+        arms: dict[str, Arm],
+        workers: int = 1,
+        max_pending: dict[str, int] | None = None,
+        retry_after_s: dict[str, float] | None = None,
+    ):
         self.arms = arms
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="arm")
+        self.max_pending = {k: v for k, v in (max_pending or {}).items() if v is not None}
+        self.retry_after_s = retry_after_s or {}
+        self.pending = dict.fromkeys(arms, 0)  # event-loop only: no lock needed
 
     def available(self) -> list[str]:
         """Arms with a loaded model."""
         return sorted(name for name, arm in self.arms.items() if arm.available)
 
     async def diarize(self, arm: str, samples: np.ndarray, num_speakers: int | None = None) -> dict[str, Any]:
-        """Inference in the worker pool."""
-        return await asyncio.get_running_loop().run_in_executor(
-            self._pool, self.arms[arm].diarize, samples, num_speakers
-        )
+        """Inference in the worker pool; raises :class:`ArmOverloaded` past the arm's ``max_pending``."""
+        limit = self.max_pending.get(arm)
+        if limit is not None and self.pending[arm] >= limit:
+            detail = f"{self.pending[arm]} requests pending in the ingress (max_pending {limit})"
+            raise ArmOverloaded(arm, detail, self.retry_after_s.get(arm, 1.0))
+        self.pending[arm] += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._pool, self.arms[arm].diarize, samples, num_speakers
+            )
+        finally:
+            self.pending[arm] -= 1
 
     async def describe(self) -> list[dict[str, Any]]:
         """Descriptions of all arms."""
@@ -129,3 +153,36 @@ class DeploymentArms:
     async def describe(self) -> list[dict[str, Any]]:
         """Ask one replica of each arm."""
         return list(await asyncio.gather(*(self.handles[n].describe.remote() for n in sorted(self.handles))))
+
+
+class MixedArms:
+    """Some arms embedded in the ingress, the others behind their deployments' handles."""
+
+    mode = "mixed"
+
+    def __init__(self, embedded: EmbeddedArms, deployments: DeploymentArms):
+        overlap = set(embedded.arms) & set(deployments.handles)
+        if overlap:
+            raise ValueError(f"arms both embedded and deployed: {sorted(overlap)}")
+        self.embedded = embedded
+        self.deployments = deployments
+
+    def _backend(self, arm: str) -> EmbeddedArms | DeploymentArms:
+        return self.embedded if arm in self.embedded.arms else self.deployments
+
+    def available(self) -> list[str]:
+        """Embedded arms with a model, and the deployed arms."""
+        return sorted(self.embedded.available() + self.deployments.available())
+
+    async def diarize(self, arm: str, samples: np.ndarray, num_speakers: int | None = None) -> dict[str, Any]:
+        """Where the arm runs: in this process or one hop away."""
+        return await self._backend(arm).diarize(arm, samples, num_speakers)
+
+    async def describe(self) -> list[dict[str, Any]]:
+        """Descriptions of all arms, by name."""
+        both = await self.embedded.describe() + await self.deployments.describe()
+        return sorted(both, key=lambda d: d["arm"])
+
+    def close(self) -> None:
+        """Stop the embedded arms."""
+        self.embedded.close()

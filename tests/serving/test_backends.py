@@ -66,3 +66,92 @@ def test_retries_are_bounded_and_the_last_error_is_raised() -> None:
     with pytest.raises(RayActorError):
         asyncio.run(arms.diarize("fast-cnn", np.zeros(16, dtype=np.float32)))
     assert handle.calls == 2
+
+
+class _SlowArm:
+    """An embedded arm stand-in: ``diarize`` blocks until released."""
+
+    def __init__(self, name: str):
+        import threading
+
+        self.name, self.available, self.calls = name, True, 0
+        self.release = threading.Event()
+
+    def diarize(self, samples, num_speakers=None) -> dict:
+        self.calls += 1
+        self.release.wait(5)
+        return {"arm": self.name, "segments": []}
+
+    def describe(self) -> dict:
+        return {"arm": self.name, "available": True}
+
+    def stop(self) -> None:
+        self.release.set()
+
+
+def test_an_embedded_arm_past_max_pending_is_shed_not_queued() -> None:
+    import asyncio
+
+    import pytest
+
+    from serving.backends import ArmOverloaded, EmbeddedArms
+
+    arm = _SlowArm("fast-cnn")
+    arms = EmbeddedArms(
+        {"fast-cnn": arm}, workers=1, max_pending={"fast-cnn": 2}, retry_after_s={"fast-cnn": 3}
+    )
+    x = np.zeros(1600, dtype=np.float32)
+
+    async def burst() -> list:
+        first = [asyncio.create_task(arms.diarize("fast-cnn", x)) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        assert arms.pending["fast-cnn"] == 2
+        with pytest.raises(ArmOverloaded) as err:
+            await arms.diarize("fast-cnn", x)
+        assert err.value.retry_after_s == 3 and "max_pending 2" in str(err.value)
+        arm.release.set()
+        done = await asyncio.gather(*first)
+        assert arms.pending["fast-cnn"] == 0
+        return [*done, await arms.diarize("fast-cnn", x)]  # room again once they finished
+
+    assert [r["arm"] for r in asyncio.run(burst())] == ["fast-cnn"] * 3
+    arms.close()
+
+
+def test_mixed_arms_run_embedded_arms_here_and_the_others_over_their_handles() -> None:
+    import asyncio
+
+    import pytest
+
+    from serving.backends import DeploymentArms, EmbeddedArms, MixedArms
+
+    fast = _SlowArm("fast-cnn")
+    fast.release.set()
+    handle = _FlakyHandle(failures=0)
+    handle.describe = type("D", (), {"remote": staticmethod(lambda: _coro({"arm": "teacher"}))})()
+    mixed = MixedArms(EmbeddedArms({"fast-cnn": fast}), DeploymentArms({"teacher": handle}))
+    x = np.zeros(1600, dtype=np.float32)
+    assert mixed.mode == "mixed" and mixed.available() == ["fast-cnn", "teacher"]
+    assert asyncio.run(mixed.diarize("fast-cnn", x))["arm"] == "fast-cnn" and fast.calls == 1
+    assert asyncio.run(mixed.diarize("teacher", x)) == {"segments": [], "bytes": 3200} and handle.calls == 1
+    assert [d["arm"] for d in asyncio.run(mixed.describe())] == ["fast-cnn", "teacher"]
+    with pytest.raises(ValueError, match="both embedded and deployed"):
+        MixedArms(EmbeddedArms({"teacher": fast}), DeploymentArms({"teacher": handle}))
+    mixed.close()
+
+
+async def _coro(value):
+    return value
+
+
+def test_embed_arms_selects_all_none_or_the_named_arms() -> None:
+    import pytest
+
+    from serving.app import AppArgs
+
+    arms = {"fast-cnn": {}, "distilhubert": {}, "teacher": {}}
+    assert AppArgs(embed_arms=True, arms=arms).embedded() == ["distilhubert", "fast-cnn", "teacher"]
+    assert AppArgs(embed_arms=False, arms=arms).embedded() == []
+    assert AppArgs(embed_arms=["fast-cnn"], arms=arms).embedded() == ["fast-cnn"]
+    with pytest.raises(ValueError, match="not configured"):
+        AppArgs(embed_arms=["fast"], arms=arms).embedded()
