@@ -5,8 +5,7 @@ returns logs parameters, metrics, tags and artifacts. What a job logs is next to
 :mod:`training.train_tracking` (recipe, dataset version, dev DER per epoch, the best checkpoint as
 ONNX, a dev timeline) and :mod:`experiments.eval_tracking` (DER per evaluation set at collars 0 and
 0.25, latency from the benchmark report, report, hypothesis RTTMs, plots); this module imports
-neither (but for the forward of two training names at the end, kept until ``training/train.py``
-imports them from ``training.train_tracking``).
+neither (``tests/test_layering.py``).
 
 MLflow being down never stops training or evaluation: :func:`start_run` probes ``/health`` with a
 short timeout and returns a no-op :class:`Tracker` after printing
@@ -186,13 +185,3 @@ def benchmark_latency(system_name: str, path: Path = BENCHMARK_REPORT) -> dict[s
         return {"p50_ms": float(forward["p50_ms"]), "p99_ms": float(forward["p99_ms"]), **forward}
     except (OSError, KeyError, TypeError, ValueError):
         return None
-
-
-def __getattr__(name: str) -> object:
-    """``training_tracker`` and ``finish_training`` are :mod:`training.train_tracking`'s: forwarded
-    for ``training/train.py``'s import until it names that module (then this goes)."""
-    if name in ("training_tracker", "finish_training"):
-        from training import train_tracking
-
-        return getattr(train_tracking, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

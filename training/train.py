@@ -28,11 +28,11 @@ from flywheel.systems.neural import NeuralDiarizer, NeuralParams
 from flywheel.testset import iter_test_set
 from pipelines.inventory import Inventory
 from pipelines.simulate import SimulationConfig
-from registry.tracking import finish_training, training_tracker
 from training.data import ChunkConfig, ConversationChunks, conversations_for_hours
 from training.losses import AAMSoftmax, pit_powerset_loss
 from training.models.registry import build_model
 from training.teacher import load_teacher_targets
+from training.train_tracking import finish_training, training_tracker
 
 
 @dataclass

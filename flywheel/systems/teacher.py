@@ -299,6 +299,7 @@ class TeacherSystem(NeuralDiarizer):
         binary[np.flatnonzero(single), votes[single].argmax(axis=1)] = True
         return binary
 
+
 def frame_votes(window_frames: np.ndarray, labels: np.ndarray, k: int, num_frames: int) -> np.ndarray:
     """``(num_frames, k)``: how many windows of each cluster cover every frame."""
     votes = np.zeros((num_frames + 1, k))

@@ -41,13 +41,3 @@ def test_finish_training_logs_the_onnx_export_and_a_dev_timeline(
     assert [a.path for a in client.list_artifacts(tracker.run_id, "onnx")] == ["onnx/fast-cnn.onnx"]
     [timeline] = client.list_artifacts(tracker.run_id, "plots")
     assert timeline.path.startswith("plots/timeline_") and timeline.path.endswith(".png")
-
-
-def test_the_registry_forwards_the_training_names_until_train_py_imports_them_here() -> None:
-    import registry.tracking
-    from training import train_tracking
-
-    assert registry.tracking.finish_training is train_tracking.finish_training
-    assert registry.tracking.training_tracker is train_tracking.training_tracker
-    with pytest.raises(AttributeError):
-        registry.tracking.log_evaluation  # noqa: B018 (moved to experiments.eval_tracking)
