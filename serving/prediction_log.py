@@ -7,6 +7,12 @@ transaction. When the database is unreachable, batches are appended to a local J
 already exist, so a replay after a partial failure never duplicates. Spools of dead processes are
 adopted, so a crash while the database was down loses nothing either.
 
+A process killed with records still in its queue (SIGKILL, OOM) loses none either: ``submit()`` first
+appends the record to this process's journal (one ``write(2)``, no fsync: the kernel keeps it when the
+process dies, not when the machine does), and a journal file is deleted once every record in it is
+in the database or the spool. Journals of dead processes are replayed like their spools (rows already
+written are skipped by request id); only their audio, not yet stored, is missing.
+
 Memory stays bounded when the database stalls (a hung server, a long lock): once ``max_backlog``
 records wait in the queue, ``submit()`` itself stores the audio and appends the record to the spool
 (about a millisecond of disk I/O: backpressure instead of an ever-growing queue of audio buffers).
@@ -19,6 +25,7 @@ import json
 import logging
 import os
 import queue
+import re
 import socket
 import threading
 import time
@@ -37,18 +44,23 @@ from flywheel.db.models import Prediction
 from flywheel.processes import pid_alive
 
 log = logging.getLogger(__name__)
-_Item = tuple["PredictionRecord", "np.ndarray | None"]
+_Item = tuple["PredictionRecord", "np.ndarray | None", "int | None"]  # record, audio, journal generation
 SPOOL_SUFFIX = ".jsonl"
 REPLAY_SUFFIX = ".replay"  # <host>-<pid>.jsonl.replay: a spool moved aside while it is replayed
+JOURNAL_MARK = ".journal-"  # <host>-<pid>.jsonl.journal-<n>: records submitted, maybe not yet written
+_SPOOL_NAME = re.compile(r"^(?P<host>.+)-(?P<pid>\d+)\.jsonl(?:\.replay|\.journal-\d+)?$")
 
 
 def spool_owner(path: Path) -> tuple[str, int] | None:
-    """``(host, pid)`` of a spool file (``<host>-<pid>.jsonl``, or the same plus ``.replay``)."""
-    stem = path.name.removesuffix(REPLAY_SUFFIX)
-    if not stem.endswith(SPOOL_SUFFIX):
-        return None
-    host, _, pid = stem.removesuffix(SPOOL_SUFFIX).rpartition("-")
-    return (host, int(pid)) if host and pid.isdigit() else None
+    """``(host, pid)`` of a spool file (``<host>-<pid>.jsonl``, the same plus ``.replay``, or a
+    journal ``<host>-<pid>.jsonl.journal-<n>``)."""
+    m = _SPOOL_NAME.match(path.name)
+    return (m["host"], int(m["pid"])) if m else None
+
+
+def is_journal(path: Path) -> bool:
+    """Whether ``path`` is a journal file (replayed only once its process is dead)."""
+    return JOURNAL_MARK in path.name
 
 
 @dataclass
@@ -113,7 +125,8 @@ def _replay_order(path: Path) -> tuple[str, bool]:
 
 
 class Spool:
-    """Append-only JSONL files of records that could not be written yet (one file per process)."""
+    """Append-only JSONL files of records that could not be written yet (one file per process), and
+    the journals (:class:`Journal`) of dead processes, replayed the same way."""
 
     def __init__(self, directory: str | Path):
         self.dir = Path(directory)
@@ -167,6 +180,8 @@ class Spool:
                 continue
             host, pid = owner
             mine = host == self.host and pid == os.getpid()
+            if mine and is_journal(path):  # our own journal: its records are still on their way
+                continue
             orphan = host == self.host and not mine and not pid_alive(pid)
             try:
                 if (mine or orphan) and path.stat().st_size > 0:
@@ -192,6 +207,83 @@ class Spool:
         return records
 
 
+class Journal:
+    """This process's record of what was submitted and is not yet durable (database or spool).
+
+    Records go to generation files ``<host>-<pid>.jsonl.journal-<n>`` (a new one every
+    ``rotate_records`` records); a generation is deleted once all its records are handled and it is
+    no longer the current one. Appends are single unbuffered ``write(2)`` calls on an ``O_APPEND``
+    file: they survive the process (SIGKILL) but are not fsync'ed (they do not survive the machine).
+    A failing journal (disk full) is logged once and never fails a request.
+    """
+
+    def __init__(self, directory: str | Path, rotate_records: int = 1000):
+        self.dir = Path(directory)
+        self.prefix = f"{socket.gethostname()}-{os.getpid()}{SPOOL_SUFFIX}{JOURNAL_MARK}"
+        self.rotate_records = max(1, rotate_records)
+        self.gen = 0
+        self.outstanding: dict[int, int] = {}
+        self._fd: int | None = None
+        self._count = 0
+        self._lock = threading.Lock()
+        self._warned = False
+
+    def path(self, gen: int) -> Path:
+        """The file of generation ``gen``."""
+        return self.dir / f"{self.prefix}{gen}"
+
+    def _open_next(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            if not self.outstanding.get(self.gen):
+                self.outstanding.pop(self.gen, None)
+                self.path(self.gen).unlink(missing_ok=True)
+        self.gen += 1
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path(self.gen), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._count = 0
+
+    def append(self, record: PredictionRecord) -> int | None:
+        """Journal one record; returns its generation (None when the journal could not be written)."""
+        line = (record.to_json() + "\n").encode()
+        with self._lock:
+            try:
+                if self._fd is None or self._count >= self.rotate_records:
+                    self._open_next()
+                assert self._fd is not None
+                os.write(self._fd, line)
+            except OSError as err:
+                if not self._warned:
+                    log.error("prediction journal not writable (%s): a crash could lose queued rows", err)
+                    self._warned = True
+                return None
+            self._count += 1
+            self.outstanding[self.gen] = self.outstanding.get(self.gen, 0) + 1
+            return self.gen
+
+    def done(self, gens: Iterable[int | None]) -> None:
+        """Records of these generations are durable; delete generations left with none pending."""
+        with self._lock:
+            for gen in gens:
+                if gen is not None and gen in self.outstanding:
+                    self.outstanding[gen] -= 1
+            for gen in [g for g, n in self.outstanding.items() if n <= 0 and g != self.gen]:
+                del self.outstanding[gen]
+                self.path(gen).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Close the current file; delete it when nothing in it is pending."""
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            for gen in [g for g, n in self.outstanding.items() if n <= 0] + [self.gen]:
+                if not self.outstanding.get(gen):
+                    self.outstanding.pop(gen, None)
+                    self.path(gen).unlink(missing_ok=True)
+
+
 class PredictionLogger:
     """Background, batched, loss-free writer of :class:`PredictionRecord` rows."""
 
@@ -206,9 +298,11 @@ class PredictionLogger:
         auto_migrate: bool = True,
         connect_timeout_s: float = 5.0,
         max_backlog: int = 1024,
+        journal: bool = True,
     ):
         self.database_url = database_url
         self.spool = Spool(spool_dir)
+        self.journal = Journal(spool_dir) if journal else None
         self.audio_store = audio_store
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
@@ -241,12 +335,13 @@ class PredictionLogger:
         if self._queue.qsize() >= self.max_backlog:
             self._overflow(record, samples)
             return
+        gen = self.journal.append(record) if self.journal is not None else None
         with self._lock:
             self._submitted += 1
-        self._queue.put((record, samples))
+        self._queue.put((record, samples, gen))
 
     def _overflow(self, record: PredictionRecord, samples: np.ndarray | None) -> None:
-        self._store_audio([(record, samples)])
+        self._store_audio([(record, samples, None)])
         self.spool.append([record])
         with self._lock:
             self.overflowed += 1
@@ -271,6 +366,8 @@ class PredictionLogger:
         self._stop.set()
         self._queue.put(None)
         self._thread.join(timeout_s)
+        if self.journal is not None and not self._thread.is_alive():
+            self.journal.close()
         if self._engine is not None:
             self._engine.dispose()
 
@@ -313,7 +410,7 @@ class PredictionLogger:
 
     def _store_audio(self, items: list[_Item]) -> list[PredictionRecord]:
         records = []
-        for record, samples in items:
+        for record, samples, _ in items:
             if samples is not None and self.audio_store is not None and record.audio_sha256 is None:
                 try:
                     record.audio_sha256 = self.audio_store.put_samples(samples)
@@ -394,14 +491,19 @@ class PredictionLogger:
         while True:
             items = self._drain()
             records = self._store_audio(items)
+            durable = False
             try:
                 if records or self._pending():
                     self._handle(records)
+                durable = True
             except Exception:  # never let the writer die
                 log.exception("prediction log writer error; spooling the batch")
                 with contextlib.suppress(Exception):
                     self.spooled += self.spool.append(records)
                     self._spool_pending = True
+                    durable = True
+            if durable and self.journal is not None:  # else the journal keeps them for a replay
+                self.journal.done(gen for _, _, gen in items)
             with self._lock:
                 self._handled += len(items)
                 self._lock.notify_all()

@@ -310,3 +310,68 @@ def test_database_stall_keeps_the_queue_bounded_and_loses_nothing(tmp_path: Path
         ).scalar_one()
     engine.dispose()
     assert missing == 1  # only the first record had no audio
+
+
+KILLED_WITH_A_QUEUE = """
+import sys, time
+from serving.prediction_log import PredictionLogger, PredictionRecord
+
+url, spool_dir, records_file = sys.argv[1:4]
+# the writer collects for a minute before it writes: every record is still queued when we die
+logger = PredictionLogger(url, spool_dir, flush_interval_s=60, batch_size=10_000)
+for line in open(records_file):
+    logger.submit(PredictionRecord.from_json(line))
+print("submitted", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_process_killed_with_queued_records_loses_none_of_them(tmp_path: Path) -> None:
+    """SIGKILL while 25 records wait in the writer's queue: they are in the process's journal, and
+    the next logger on the same spool folder writes them (and deletes the journal)."""
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    spool_dir = tmp_path / "spool"
+    records = [record(i) for i in range(25)]
+    records_file = tmp_path / "records.jsonl"
+    records_file.write_text("".join(r.to_json() + "\n" for r in records))
+    code = [sys.executable, "-c", KILLED_WITH_A_QUEUE, url, str(spool_dir), str(records_file)]
+    proc = subprocess.Popen(code, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "submitted"
+    finally:
+        proc.kill()
+        proc.wait(30)
+    journals = [p for p in spool_dir.iterdir() if ".journal-" in p.name]
+    assert len(journals) == 1 and len(Spool.read(journals[0])) == 25
+    logger = PredictionLogger(url, spool_dir, flush_interval_s=0.05, retry_s=0.1)
+    assert logger.flush(30, replayed=True)
+    logger.close()
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        ids = sorted(r[0] for r in conn.execute(select(Prediction.request_id)))
+    engine.dispose()
+    assert ids == sorted(r.request_id for r in records)
+    assert not any(".journal-" in p.name for p in spool_dir.iterdir())
+
+
+def test_the_journal_keeps_only_what_is_not_yet_written(tmp_path: Path) -> None:
+    """In normal running the journal rotates and its written generations disappear; a live
+    process's journal is never replayed by itself (it is not an orphan); close() leaves none."""
+    from serving.prediction_log import Journal
+
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    spool_dir = tmp_path / "spool"
+    logger = PredictionLogger(url, spool_dir, flush_interval_s=0.05)
+    assert logger.journal is not None
+    logger.journal = Journal(spool_dir, rotate_records=3)
+    for i in range(10):
+        logger.submit(record(i))
+    assert logger.flush(30)
+    journals = sorted(p.name for p in spool_dir.iterdir() if ".journal-" in p.name)
+    assert journals == [logger.journal.path(logger.journal.gen).name]  # only the current one
+    assert logger.journal.gen == 4 and not logger.spool.files()  # 10 records in files of 3
+    logger.close()
+    assert count_rows(url) == 10
+    assert not any(".journal-" in p.name for p in spool_dir.iterdir())
