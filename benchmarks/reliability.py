@@ -1,16 +1,19 @@
 """Reliability of the served endpoint on loopback: faults injected under load, and a soak.
 
-Deploys ``serving/serve_config.yaml`` (both arms on their release ONNX models, the default topology:
-one deployment per arm, 2 fast-cnn replicas) on a local Ray bound to 127.0.0.1, and drives it
+Deploys ``serving/serve_config.yaml`` (the arms on their release ONNX models, the shipped topology:
+fast-cnn inside the 2 ingress replicas, the other arms in their deployments; or, with
+``embed_arms: false``, 2 ``arm-fast-cnn`` replicas) on a local Ray bound to 127.0.0.1, and drives it
 open-loop at ``--rate`` req/s with 5 s clips, alternating between the shared HTTP proxy and the
 ingress replica's direct port. Every request carries a client id, so the rows it left in the
 prediction log can be counted.
 
 Faults (``--mode faults``), each during ``--phase-s`` seconds of load:
 
-* ``replica_kill``: at ``--kill-rate`` req/s, an ``arm-fast-cnn`` replica SIGKILLed 5 s in, and twice
+* ``replica_kill``: at ``--kill-rate`` req/s, a replica of the deployment that runs fast-cnn (an
+  ``Ingress`` replica when fast-cnn is embedded, else ``arm-fast-cnn``) SIGKILLed 5 s in, and twice
   more, each once Serve has replaced the previous one: failed requests, time until each replica is
-  replaced, time from a kill to its last failure;
+  replaced, time from a kill to its last failure. An ingress replica's direct port has no load
+  balancer in front of it (a client on it fails while it is down), so that phase drives the proxy;
 * ``sqlite_lock``: the SQLite prediction database held under ``BEGIN EXCLUSIVE`` for 20 s;
 * ``postgres_stop``: the app redeployed on a throwaway PostgreSQL (Debian's binaries, loopback),
   stopped (``pg_ctl -m immediate``) for 20 s, then started again;
@@ -154,9 +157,20 @@ def config(env_vars: dict[str, str] | None = None) -> dict[str, Any]:
     fast = app["args"]["arms"]["fast-cnn"]["deployment"]
     fast.pop("autoscaling_config", None)
     fast["num_replicas"] = 2  # fixed, so a killed replica must come back
+    if fast_cnn_deployment(cfg) == "Ingress":
+        app["deployments"][0]["num_replicas"] = 2
     if env_vars:
         app["runtime_env"] = {"env_vars": env_vars}
     return cfg
+
+
+def fast_cnn_deployment(cfg: dict[str, Any]) -> str:
+    """The Serve deployment whose replicas run fast-cnn in ``cfg``: the ingress when it is embedded."""
+    from serving.app import AppArgs
+
+    args = cfg["applications"][0]["args"]
+    embedded = AppArgs(embed_arms=args.get("embed_arms", False), arms=args["arms"]).embedded()
+    return "Ingress" if "fast-cnn" in embedded else "arm-fast-cnn"
 
 
 def rows(db_url: str, prefix: str) -> int:
@@ -244,24 +258,29 @@ def _urls() -> list[str]:
     return [f"http://127.0.0.1:{PORT}"] + [f"http://127.0.0.1:{p}" for p in direct[:1]]
 
 
-def replica_kill(clip: bytes, rate: float, phase_s: float, db_url: str, kills: int = 3) -> dict[str, Any]:
-    """SIGKILL an ``arm-fast-cnn`` replica ``kills`` times under load (the first 5 s in, each next one
-    once Serve has replaced the previous victim and 3 s have passed); time until each is replaced."""
+def replica_kill(
+    clip: bytes, rate: float, phase_s: float, db_url: str, kills: int = 3, target: str = "arm-fast-cnn"
+) -> dict[str, Any]:
+    """SIGKILL a replica of deployment ``target`` ``kills`` times under load (the first 5 s in, each
+    next one once Serve has replaced the previous victim and 3 s have passed); time until each is
+    replaced. An ``Ingress`` target is driven through the proxy only (its direct ports have no
+    load balancer)."""
     from serving import control
 
     replaced: list[float | None] = []
     kill_times: list[float] = []
-    with Load(_urls(), clip, rate, "rk-") as load:
+    urls = _urls()[:1] if target == "Ingress" else _urls()
+    with Load(urls, clip, rate, "rk-") as load:
         time.sleep(5)
         for _ in range(kills):
-            before = control.replicas()["arm-fast-cnn"]
+            before = control.replicas()[target]
             victim = before[0][1]
             os.kill(int(victim), signal.SIGKILL)
             killed = time.monotonic()
             kill_times.append(killed - load.t0)
             replaced_s = None
             while replaced_s is None and time.monotonic() - killed < 120:
-                now = control.replicas().get("arm-fast-cnn", [])
+                now = control.replicas().get(target, [])
                 if len(now) == len(before) and all(pid != victim for _, pid in now):
                     replaced_s = round(time.monotonic() - killed, 1)
                 time.sleep(0.5)
@@ -400,7 +419,9 @@ def run_faults(
 
     url = f"sqlite:///{db}"
     phases = {
-        "replica_kill": lambda: replica_kill(clip, kill_rate, phase_s, url),
+        "replica_kill": lambda: replica_kill(
+            clip, kill_rate, phase_s, url, target=fast_cnn_deployment(config())
+        ),
         "sqlite_lock": lambda: database_fault(clip, rate, phase_s, url, "sq-", lock_db, unlock_db),
         "mlflow_stop": lambda: mlflow_outage(clip, rate, phase_s, runtime),
         "postgres_stop": lambda: postgres_outage(clip, rate, phase_s),

@@ -173,6 +173,7 @@ def service(services_env: dict, smoke_onnx: Path) -> Iterator[Service]:
     config["http_options"]["port"] = port
     application = config["applications"][0]
     application["args"]["embed_arms"] = False
+    application["deployments"][0]["num_replicas"] = 1
     application["args"]["arms"] = {
         "fast-cnn": {
             "model_name": MODEL,

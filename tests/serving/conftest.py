@@ -1,7 +1,8 @@
 """Serving fixtures: test audio, an in-process (no Ray) app, and one live Ray Serve app per session.
 
 The live app runs two arms (``fast-cnn`` and ``distilhubert``) on the ``smoke_onnx`` model and the
-real ``teacher`` (weight 0, its shipped limits: the overload test drives it past them), bound to
+real ``teacher`` (weight 0, its shipped limits: the overload test drives it past them), in the shipped
+topology (``fast-cnn`` inside the one ingress replica, the others in their deployments), bound to
 127.0.0.1, in the throughput-optimised mode; it is shut down (Ray included) at the end of the session.
 """
 
@@ -87,7 +88,8 @@ def live(smoke_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     config = control.load_config()
     config["http_options"]["port"] = port
     app = config["applications"][0]
-    app["args"]["embed_arms"] = False  # one deployment per arm (embedded arms: test_api.py, benchmarks)
+    assert app["args"]["embed_arms"] == ["fast-cnn"]  # the shipped topology: fast-cnn in the ingress,
+    app["deployments"][0]["num_replicas"] = 1  # the others deployed; one ingress (its direct port)
     teacher = dict(app["args"]["arms"]["teacher"], poll_s=0)  # the shipped limits (test_overload.py)
     app["args"]["arms"] = {
         "teacher": teacher,

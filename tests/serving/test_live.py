@@ -74,7 +74,7 @@ def background_traffic(url: str, data: bytes) -> Iterator[list[int]]:
 def test_health_models_docs(live: LiveApp) -> None:
     for base in (live.proxy, live.direct):
         health = httpx.get(f"{base}/v1/health", timeout=30)
-        assert health.status_code == 200 and health.json()["mode"] == "deployments"
+        assert health.status_code == 200 and health.json()["mode"] == "mixed"
     m = models(live)
     assert {a["arm"] for a in m["arms"] if a["available"]} == {"fast-cnn", "distilhubert", "teacher"}
     assert httpx.get(f"{live.proxy}/docs", timeout=30).status_code == 200
