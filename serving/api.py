@@ -51,7 +51,12 @@ def create_api(service: DiarizationService, echo_request_id: bool = True) -> Fas
     ``echo_request_id``: set ``X-Request-Id`` on responses (False behind Ray Serve, which adds it).
     """
     api = FastAPI(title="diarization-flywheel", version="1", description=DESCRIPTION)
-    api.add_middleware(RequestLogMiddleware, submit=service.submit_record, echo_request_id=echo_request_id)
+    api.add_middleware(
+        RequestLogMiddleware,
+        submit=service.submit_record,
+        echo_request_id=echo_request_id,
+        begin=service.begin_record,
+    )
     log_malformed_requests(service.submit_record)
 
     @api.exception_handler(RequestValidationError)

@@ -44,10 +44,12 @@ from flywheel.db.models import Prediction
 from flywheel.processes import pid_alive
 
 log = logging.getLogger(__name__)
-_Item = tuple["PredictionRecord", "np.ndarray | None", "int | None"]  # record, audio, journal generation
+# record, audio, journal generations (of the record, of its request's start line)
+_Item = tuple["PredictionRecord", "np.ndarray | None", "tuple[int | None, int | None] | None"]
 SPOOL_SUFFIX = ".jsonl"
 REPLAY_SUFFIX = ".replay"  # <host>-<pid>.jsonl.replay: a spool moved aside while it is replayed
 JOURNAL_MARK = ".journal-"  # <host>-<pid>.jsonl.journal-<n>: records submitted, maybe not yet written
+START_PREFIX = "start "  # a journal line of a request that began (its row if it never finishes)
 _SPOOL_NAME = re.compile(r"^(?P<host>.+)-(?P<pid>\d+)\.jsonl(?:\.replay|\.journal-\d+)?$")
 
 
@@ -195,16 +197,26 @@ class Spool:
         return bool(self.files())
 
     @staticmethod
-    def read(path: Path) -> list[PredictionRecord]:
-        """Records of one spool file (a torn last line from a crash is skipped)."""
-        records = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
+    def read(*paths: Path) -> list[PredictionRecord]:
+        """Records of spool or journal files, read together (a torn last line from a crash is
+        skipped). A journal's start line (:meth:`Journal.begin`) stands for its request only when
+        no finished record of that request is among them: the process died while handling it."""
+        finished: dict[str, PredictionRecord] = {}
+        started: dict[str, PredictionRecord] = {}
+        for path in paths:
+            for line in path.read_text(encoding="utf-8").splitlines():
+                if not line.strip():
+                    continue
                 try:
-                    records.append(PredictionRecord.from_json(line))
+                    if line.startswith(START_PREFIX):
+                        rec = PredictionRecord.from_json(line[len(START_PREFIX) :])
+                        started.setdefault(rec.request_id, rec)
+                    else:
+                        rec = PredictionRecord.from_json(line)
+                        finished.setdefault(rec.request_id, rec)
                 except (json.JSONDecodeError, TypeError, KeyError):
                     log.warning("skipping a malformed spool line in %s", path)
-        return records
+        return list(finished.values()) + [r for i, r in started.items() if i not in finished]
 
 
 class Journal:
@@ -244,9 +256,10 @@ class Journal:
         self._fd = os.open(self.path(self.gen), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._count = 0
 
-    def append(self, record: PredictionRecord) -> int | None:
-        """Journal one record; returns its generation (None when the journal could not be written)."""
-        line = (record.to_json() + "\n").encode()
+    def append(self, record: PredictionRecord, start: bool = False) -> int | None:
+        """Journal one record (``start``: as the row of a request that has only begun); returns its
+        generation (None when the journal could not be written)."""
+        line = ((START_PREFIX if start else "") + record.to_json() + "\n").encode()
         with self._lock:
             try:
                 if self._fd is None or self._count >= self.rotate_records:
@@ -303,6 +316,7 @@ class PredictionLogger:
         self.database_url = database_url
         self.spool = Spool(spool_dir)
         self.journal = Journal(spool_dir) if journal else None
+        self._started: dict[str, int] = {}  # request id -> journal generation of its start line
         self.audio_store = audio_store
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
@@ -332,13 +346,26 @@ class PredictionLogger:
     def submit(self, record: PredictionRecord, samples: np.ndarray | None = None) -> None:
         """Queue a record (and the audio to store); no I/O unless ``max_backlog`` records are waiting,
         in which case the record goes straight to the spool (bounded memory, nothing lost)."""
+        started = self._started.pop(record.request_id, None)
         if self._queue.qsize() >= self.max_backlog:
             self._overflow(record, samples)
+            if self.journal is not None:
+                self.journal.done([started])
             return
         gen = self.journal.append(record) if self.journal is not None else None
         with self._lock:
             self._submitted += 1
-        self._queue.put((record, samples, gen))
+        self._queue.put((record, samples, (gen, started)))
+
+    def begin(self, record: PredictionRecord) -> None:
+        """A request has begun: journal ``record`` as its row in case this process dies before
+        :meth:`submit` (``record`` says so: status ``error``, HTTP 500, which is what the client of a
+        killed ingress gets from the proxy). Replays use it only when no finished record exists."""
+        if self.journal is None:
+            return
+        gen = self.journal.append(record, start=True)
+        if gen is not None:
+            self._started[record.request_id] = gen
 
     def _overflow(self, record: PredictionRecord, samples: np.ndarray | None) -> None:
         self._store_audio([(record, samples, None)])
@@ -449,23 +476,36 @@ class PredictionLogger:
         the delete leaves the file to be replayed again; rows already committed are skipped by
         request id, so that costs duplicates of nothing.
         """
-        for path in self.spool.files():
+        files = self.spool.files()
+        journals: dict[tuple[str, int] | None, list[Path]] = {}
+        for path in files:
+            if is_journal(path):  # a dead process's: all its generations at once, after its spool
+                journals.setdefault(spool_owner(path), []).append(path)
+                continue
             if path == self.spool.path:
                 taken = self.spool.take_own()  # renamed aside: new appends go to a fresh file
                 if taken is None:
                     continue
                 path = taken
-            try:
-                records = Spool.read(path)
-            except FileNotFoundError:  # an orphan another process replayed meanwhile
-                continue
-            for i in range(0, len(records), 1000):
-                self._write(records[i : i + 1000])
-            path.unlink(missing_ok=True)  # only now: the rows are committed
-            self.replayed += len(records)
-            log.info("replayed %d spooled predictions from %s", len(records), path.name)
+            self._replay_files([path])
+        for paths in journals.values():
+            self._replay_files(paths)
         self._spool_pending = False
         return True
+
+    def _replay_files(self, paths: list[Path]) -> None:
+        """Write the records of ``paths`` (read together), then delete them."""
+        try:
+            records = Spool.read(*paths)
+        except FileNotFoundError:  # an orphan another process replayed meanwhile
+            return
+        for i in range(0, len(records), 1000):
+            self._write(records[i : i + 1000])
+        for path in paths:
+            path.unlink(missing_ok=True)  # only now: the rows are committed
+        self.replayed += len(records)
+        names = ", ".join(p.name for p in paths)
+        log.info("replayed %d spooled predictions from %s", len(records), names)
 
     def _handle(self, records: list[PredictionRecord]) -> None:
         now = time.monotonic()
@@ -503,7 +543,7 @@ class PredictionLogger:
                     self._spool_pending = True
                     durable = True
             if durable and self.journal is not None:  # else the journal keeps them for a replay
-                self.journal.done(gen for _, _, gen in items)
+                self.journal.done(gen for _, _, gens in items for gen in (gens or ()))
             with self._lock:
                 self._handled += len(items)
                 self._lock.notify_all()

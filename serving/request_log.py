@@ -144,15 +144,24 @@ Submit = Callable[[PredictionRecord, "np.ndarray | None"], None]
 class RequestLogMiddleware:
     """ASGI middleware: request id, one row per request, a 500 for exceptions, 499 for cancellation.
 
-    ``submit`` receives each finished request's row (``PredictionLogger.submit``; None: rows off).
+    ``submit`` receives each finished request's row (``PredictionLogger.submit``; None: rows off);
+    ``begin``, when given, each logged request's provisional row as it starts (``PredictionLogger.begin``:
+    the row a replay writes if this process dies before the request finishes).
     ``echo_request_id``: set the ``X-Request-Id`` response header here (off behind Ray Serve, whose
     HTTP layer adds it from the same id).
     """
 
-    def __init__(self, app: ASGIApp, submit: Submit | None, echo_request_id: bool = True):
+    def __init__(
+        self,
+        app: ASGIApp,
+        submit: Submit | None,
+        echo_request_id: bool = True,
+        begin: Callable[[PredictionRecord], None] | None = None,
+    ):
         self.app = app
         self.submit = submit
         self.echo_request_id = echo_request_id
+        self.begin = begin
 
     @staticmethod
     def _request_id(scope: Scope) -> str:
@@ -177,6 +186,14 @@ class RequestLogMiddleware:
         ctx = RequestContext(self._request_id(scope), client.decode("latin-1") or None)
         scope.setdefault("state", {})["flywheel_request"] = ctx
         token = REQUEST_ID.set(ctx.request_id)
+        logged = not (path in UNLOGGED and method in ("GET", "HEAD"))
+        if logged and self.begin is not None:
+            died = f"500 the ingress process died while handling {method} {path}"
+            provisional = PredictionRecord(
+                ctx.request_id, "error", 500, 0.0, client_id=ctx.client_id, error=died
+            )
+            with contextlib.suppress(Exception):  # the journal never fails a request
+                self.begin(provisional)
 
         async def watched_receive() -> Message:
             try:
@@ -217,7 +234,7 @@ class RequestLogMiddleware:
                     await response(scope, receive, send)
         finally:
             REQUEST_ID.reset(token)
-            if not (path in UNLOGGED and method in ("GET", "HEAD")):
+            if logged:
                 self._finish(ctx, method, path)
 
     def _finish(self, ctx: RequestContext, method: str, path: str) -> None:

@@ -182,6 +182,11 @@ class DiarizationService:
             headers=headers,
         )
 
+    def begin_record(self, record: PredictionRecord) -> None:
+        """Journal a request that has begun (its row if this process dies before it finishes)."""
+        if self.logger is not None:
+            self.logger.begin(record)
+
     def submit_record(self, record: PredictionRecord, samples: np.ndarray | None = None) -> None:
         """Hand a finished request's row (and its audio) to the prediction log, if it is on."""
         if self.logger is not None:

@@ -321,14 +321,17 @@ url, spool_dir, records_file = sys.argv[1:4]
 logger = PredictionLogger(url, spool_dir, flush_interval_s=60, batch_size=10_000)
 for line in open(records_file):
     logger.submit(PredictionRecord.from_json(line))
+for i in range(3):  # requests still being handled when the process dies: begun, never submitted
+    logger.begin(PredictionRecord(f"in-flight-{i}", "error", 500, 0.0, error="500 the ingress process died"))
 print("submitted", flush=True)
 time.sleep(120)
 """
 
 
 def test_a_process_killed_with_queued_records_loses_none_of_them(tmp_path: Path) -> None:
-    """SIGKILL while 25 records wait in the writer's queue: they are in the process's journal, and
-    the next logger on the same spool folder writes them (and deletes the journal)."""
+    """SIGKILL while 25 records wait in the writer's queue and 3 requests are still being handled:
+    all are in the process's journal, and the next logger on the same spool folder writes the 25
+    and one error row for each unfinished request (and deletes the journal)."""
     import sys
 
     url = f"sqlite:///{tmp_path / 'p.db'}"
@@ -344,16 +347,51 @@ def test_a_process_killed_with_queued_records_loses_none_of_them(tmp_path: Path)
         proc.kill()
         proc.wait(30)
     journals = [p for p in spool_dir.iterdir() if ".journal-" in p.name]
-    assert len(journals) == 1 and len(Spool.read(journals[0])) == 25
+    assert len(journals) == 1 and len(Spool.read(journals[0])) == 28
     logger = PredictionLogger(url, spool_dir, flush_interval_s=0.05, retry_s=0.1)
     assert logger.flush(30, replayed=True)
     logger.close()
     engine = make_engine(url)
     with engine.connect() as conn:
-        ids = sorted(r[0] for r in conn.execute(select(Prediction.request_id)))
+        rows = {
+            r[0]: r[1:]
+            for r in conn.execute(select(Prediction.request_id, Prediction.status, Prediction.http_status))
+        }
     engine.dispose()
-    assert ids == sorted(r.request_id for r in records)
+    assert sorted(rows) == sorted([r.request_id for r in records] + [f"in-flight-{i}" for i in range(3)])
+    assert all(rows[f"in-flight-{i}"] == ("error", 500) for i in range(3))
+    assert all(rows[r.request_id] == ("ok", 200) for r in records)
     assert not any(".journal-" in p.name for p in spool_dir.iterdir())
+
+
+def test_a_finished_record_wins_over_its_start_line_whatever_file_it_is_in(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.jsonl.journal-9", tmp_path / "a.jsonl.journal-10"
+    done = record(1)
+    begun = PredictionRecord(done.request_id, "error", 500, 0.0, error="died")
+    only_begun = PredictionRecord("never-finished", "error", 500, 0.0, error="died")
+    first.write_text(f"start {begun.to_json()}\nstart {only_begun.to_json()}\n")
+    second.write_text(done.to_json() + "\n")
+    got = {r.request_id: r for r in Spool.read(first, second)}
+    assert set(got) == {done.request_id, "never-finished"}
+    assert got[done.request_id].status == "ok" and got["never-finished"].http_status == 500
+
+
+def test_begun_and_finished_requests_leave_one_row_each_and_no_journal(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    logger = PredictionLogger(url, tmp_path / "spool", flush_interval_s=0.05)
+    records = [record(i) for i in range(6)]
+    for r in records:
+        logger.begin(PredictionRecord(r.request_id, "error", 500, 0.0, error="died"))
+        logger.submit(r)
+    assert logger.flush(30)
+    assert not logger._started
+    logger.close()
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        statuses = [r[0] for r in conn.execute(select(Prediction.status))]
+    engine.dispose()
+    assert statuses == ["ok"] * 6
+    assert not any(".journal-" in p.name for p in (tmp_path / "spool").iterdir())
 
 
 def test_the_journal_keeps_only_what_is_not_yet_written(tmp_path: Path) -> None:
