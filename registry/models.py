@@ -318,11 +318,18 @@ def release_metrics(name: str, release_dir: Path | None = None) -> dict[str, Any
     return out
 
 
+_release_reasons: dict[str, str] = {}  # model name -> why it last fell back to the release model
+
+
 def _release_ref(name: str, release_dir: Path | None, reason: str) -> ChampionRef:
     path = release_path(name, release_dir)
     if not path.is_file():
         raise FileNotFoundError(f"no model for {name}: {reason}, and the release model {path} does not exist")
-    log.warning("%s: serving the release model %s (%s)", name, path, reason)
+    # once per outage, not once per poll: a replica polling every second during a 20 s MLflow
+    # outage would otherwise write 20 identical warnings
+    level = logging.DEBUG if _release_reasons.get(name) == reason else logging.WARNING
+    _release_reasons[name] = reason
+    log.log(level, "%s: serving the release model %s (%s)", name, path, reason)
     der = release_metrics(name, release_dir).get("der_gate", math.nan)
     return ChampionRef(name=name, version="release", path=path, der=float(der), source="release")
 
@@ -344,6 +351,7 @@ def _gated_ref(client: MlflowClient, mv: ModelVersion, uri: str, cache_dir: Path
     except ValueError as err:  # the stored file is not the one the gate evaluated
         raise UngatedVersion(f"{mv.name} v{mv.version}: {err} (file replaced or tampered with)") from None
     servable_record(mv, path, allowed=frozenset({CHAMPION}))
+    _release_reasons.pop(mv.name, None)  # MLflow answers again: the next fallback is news
     der = math.nan if record.der is None else float(record.der)
     return ChampionRef(
         name=mv.name,

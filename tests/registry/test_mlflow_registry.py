@@ -210,6 +210,33 @@ def test_release_fallback_when_mlflow_unreachable(dead_uri: str, tmp_path: Path)
     assert time.perf_counter() - started < 10  # short probe, no retries
 
 
+def test_an_outage_warns_once_not_once_per_poll(
+    dead_uri: str,
+    sqlite_uri: str,
+    tmp_path: Path,
+    gate_set: Path,
+    rules: GateRules,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every poll of a replica resolves its champion: during an MLflow outage only the first says so;
+    once MLflow has served a gated version again, the next outage is news again."""
+    import logging
+
+    release = tmp_path / "release"
+    release.mkdir()
+    fake_onnx(release, "r").rename(release / "fast-cnn.onnx")
+    fallback = "serving the release model"
+    with caplog.at_level(logging.WARNING, logger="registry.models"):
+        for _ in range(5):
+            assert resolve_champion("fast-cnn", dead_uri, release_dir=release).source == "release"
+        assert sum(fallback in r.getMessage() for r in caplog.records) == 1
+        version = add_version(sqlite_uri, tmp_path, 0.15, gate_set)
+        assert promote("fast-cnn", version, tracking_uri=sqlite_uri, rules=rules).action == "champion"
+        assert resolve_champion("fast-cnn", sqlite_uri, cache_dir=tmp_path / "c").source == "mlflow"
+        resolve_champion("fast-cnn", dead_uri, release_dir=release)
+        assert sum(fallback in r.getMessage() for r in caplog.records) == 2
+
+
 def test_release_fallback_when_registry_empty(sqlite_uri: str, tmp_path: Path) -> None:
     release = tmp_path / "release"
     release.mkdir()
