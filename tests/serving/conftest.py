@@ -12,13 +12,12 @@ import random
 import shutil
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 from service_fixtures import serve_app
-from serving_helpers import ADMIN_KEY, API_KEY, encode
+from serving_helpers import ADMIN_KEY, API_KEY, LiveApp, encode
 
 
 @pytest.fixture(scope="session")
@@ -54,16 +53,6 @@ def free_port(low: int = 20000, high: int = 29000) -> int:
                 continue
             return port
     raise RuntimeError("no free port")
-
-
-@dataclass
-class LiveApp:
-    """A running Serve app: proxy URL, direct ingress URL, runtime dir, the model files."""
-
-    proxy: str
-    direct: str
-    runtime: Path
-    reload_model: Path  # the distilhubert arm's file (replace it to trigger a hot reload)
 
 
 @pytest.fixture(scope="session")

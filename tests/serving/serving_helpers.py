@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,16 @@ import soundfile as sf
 
 ADMIN_KEY = "test-admin-key"
 API_KEY = "test-api-key"
+
+
+@dataclass
+class LiveApp:
+    """A running Serve app: proxy URL, direct ingress URL, runtime dir, the model files."""
+
+    proxy: str
+    direct: str
+    runtime: Path
+    reload_model: Path  # the distilhubert arm's file (replace it to trigger a hot reload)
 
 
 def encode(samples: np.ndarray, sr: int = 16000, fmt: str = "WAV", subtype: str | None = "PCM_16") -> bytes:

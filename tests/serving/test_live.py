@@ -17,8 +17,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import LiveApp
-from serving_helpers import ADMIN_KEY, API_KEY, encode, endless_chunked_upload
+from serving_helpers import ADMIN_KEY, API_KEY, LiveApp, encode, endless_chunked_upload
 
 from serving import control
 from serving.routing import Router

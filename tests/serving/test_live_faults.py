@@ -16,8 +16,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import LiveApp
-from serving_helpers import ADMIN_KEY, API_KEY, encode
+from serving_helpers import ADMIN_KEY, API_KEY, LiveApp, encode
 
 pytestmark = pytest.mark.slow
 HEADERS = {"X-API-Key": API_KEY}

@@ -11,8 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import numpy as np
 import pytest
-from conftest import LiveApp
-from serving_helpers import ADMIN_KEY, API_KEY, call
+from serving_helpers import ADMIN_KEY, API_KEY, LiveApp, call
 
 from serving import control
 from serving.backends import ArmOverloaded
