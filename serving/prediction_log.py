@@ -244,13 +244,17 @@ class Journal:
         """The file of generation ``gen``."""
         return self.dir / f"{self.prefix}{gen}"
 
+    def _delete_if_done(self, gen: int) -> None:
+        """Delete generation ``gen`` when none of its records is pending (the caller holds the lock)."""
+        if not self.outstanding.get(gen):
+            self.outstanding.pop(gen, None)
+            self.path(gen).unlink(missing_ok=True)
+
     def _open_next(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-            if not self.outstanding.get(self.gen):
-                self.outstanding.pop(self.gen, None)
-                self.path(self.gen).unlink(missing_ok=True)
+            self._delete_if_done(self.gen)
         self.gen += 1
         self.dir.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(self.path(self.gen), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -281,9 +285,8 @@ class Journal:
             for gen in gens:
                 if gen is not None and gen in self.outstanding:
                     self.outstanding[gen] -= 1
-            for gen in [g for g, n in self.outstanding.items() if n <= 0 and g != self.gen]:
-                del self.outstanding[gen]
-                self.path(gen).unlink(missing_ok=True)
+            for gen in [g for g in self.outstanding if g != self.gen]:
+                self._delete_if_done(gen)
 
     def close(self) -> None:
         """Close the current file; delete it when nothing in it is pending."""
@@ -291,10 +294,7 @@ class Journal:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
-            for gen in [g for g, n in self.outstanding.items() if n <= 0] + [self.gen]:
-                if not self.outstanding.get(gen):
-                    self.outstanding.pop(gen, None)
-                    self.path(gen).unlink(missing_ok=True)
+            self._delete_if_done(self.gen)  # done() already deleted the older generations it could
 
 
 class PredictionLogger:
