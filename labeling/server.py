@@ -12,13 +12,12 @@ error.
 from __future__ import annotations
 
 import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-from flywheel.processes import LocalServer, poll_until
+from flywheel.processes import LocalServer
 from flywheel.processes import ServerError as ServerError  # raised by start_server (re-exported)
 from labeling.settings import Credentials, LabelingSettings, credentials
 
@@ -139,16 +138,6 @@ def local_server(cfg: ServerConfig) -> LocalServer:
 def running_pid(cfg: ServerConfig) -> int | None:
     """Pid from the pid file when that process is alive and is Label Studio."""
     return local_server(cfg).running_pid()
-
-
-def wait_healthy(url: str, timeout_s: float, proc: subprocess.Popen | None = None) -> bool:
-    """Poll ``/health`` every 0.5 s until it answers, ``timeout_s`` passes or ``proc`` exits."""
-    return poll_until(lambda: health_ok(url, timeout_s=2.0), timeout_s, proc)
-
-
-def launch(cfg: ServerConfig) -> subprocess.Popen:
-    """Start the server in its own process group (output to the log file) and write the pid file."""
-    return local_server(cfg).launch()
 
 
 def start_server(cfg: ServerConfig, timeout_s: float = 180.0) -> int:
