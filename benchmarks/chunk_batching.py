@@ -49,17 +49,20 @@ def chunk_input(model: Any, batch: int, seed: int = 0) -> np.ndarray:
 
 
 def per_chunk(path: Path, batches: list[int], runs: int, warmup: int) -> dict[str, Any]:
-    """Forward latency per chunk (P50, P99; ms) for each batch size."""
+    """Forward latency per chunk (P50, P99; ms) for each batch size, and for the batch one 10 s
+    request makes at the step the model carries."""
     from flywheel.onnx_model import OnnxSegmenter
 
     model = OnnxSegmenter(path, threads=1)
     step_s = float(model.metadata.pipeline.get("step_s") or model.metadata.chunk_s / 2)
+    base = request_batch(model.metadata.chunk_s, step_s)
+    sizes = sorted({*batches, base})
+    typer.echo(f"timing {path.name} at batches {sizes} ...", err=True)
     rows = []
-    for b in batches:
+    for b in sizes:
         x = chunk_input(model, b)
         t = time_calls(lambda x=x: model(x), runs, warmup)
         rows.append({"batch": b, "p50_ms_per_chunk": t["p50_ms"] / b, "p99_ms_per_chunk": t["p99_ms"] / b})
-    base = request_batch(model.metadata.chunk_s, step_s)
     ref = next((r for r in rows if r["batch"] == base), None)
     for r in rows:
         r["vs_request_batch"] = r["p50_ms_per_chunk"] / ref["p50_ms_per_chunk"] if ref else None
@@ -102,18 +105,12 @@ def main(
 ) -> None:
     """Forward cost per chunk by batch size, one thread, for each arm's model."""
     pin_threads(cpu)
-    sizes = sorted({int(b) for b in batches.split(",")})
+    sizes = [int(b) for b in batches.split(",")]
     report: dict[str, Any] = {"machine": machine(), "runs": runs, "models": []}
     for path in [Path(p) for p in model.split(",") if p]:
         if not path.exists():
             raise typer.BadParameter(f"no such model file: {path}")
-        from flywheel.onnx_model import OnnxSegmenter
-
-        meta = OnnxSegmenter(path).metadata
-        step = float(meta.pipeline.get("step_s") or meta.chunk_s / 2)
-        own = sorted(set(sizes) | {request_batch(meta.chunk_s, step)})
-        typer.echo(f"timing {path.name} at batches {own} ...", err=True)
-        report["models"].append(per_chunk(path, own, runs, warmup))
+        report["models"].append(per_chunk(path, sizes, runs, warmup))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
     typer.echo(table(report))

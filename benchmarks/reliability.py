@@ -418,15 +418,15 @@ def run_faults(
         lock["c"].close()
 
     url = f"sqlite:///{db}"
+    deployed = config()
+    target = fast_cnn_deployment(deployed)
     phases = {
-        "replica_kill": lambda: replica_kill(
-            clip, kill_rate, phase_s, url, target=fast_cnn_deployment(config())
-        ),
+        "replica_kill": lambda: replica_kill(clip, kill_rate, phase_s, url, target=target),
         "sqlite_lock": lambda: database_fault(clip, rate, phase_s, url, "sq-", lock_db, unlock_db),
         "mlflow_stop": lambda: mlflow_outage(clip, rate, phase_s, runtime),
         "postgres_stop": lambda: postgres_outage(clip, rate, phase_s),
     }
-    control.deploy(config(), timeout_s=300)
+    control.deploy(deployed, timeout_s=300)
     results: dict[str, Any] = {}
     for name in FAULTS:
         if only and name not in only:
