@@ -59,11 +59,7 @@ class DistillConfig:
     embed_weight: float = 2.0
     min_embedding_frames: int = 12  # 40 ms frames of solo speech for an embedding target to count
     gain_db: float = 6.0  # random per-chunk gain (the model removes the mean log energy; clipping stays)
-    init_from: str | None = None  # a best.pt/last.pt of the same architecture (or lacking the
-    # embedding's own blocks, which then start as identity)
-    # train the embedding path alone (its own blocks and MLP): the backbone and segmentation head
-    # stay as initialised, so the segmentation is exactly the init model's
-    freeze_segmentation: bool = False
+    init_from: str | None = None  # a best.pt/last.pt of the same architecture
     workers: int = 1
     threads: int = 1
     max_chunks: int | None = None  # use only the first chunks of the pool (smoke)
@@ -178,33 +174,24 @@ def distill_step(
 ) -> dict[str, torch.Tensor]:
     """The three losses of one batch and their weighted sum (``loss``)."""
     feats, labels, teacher, targets, embedded = batch
-    with torch.set_grad_enabled(torch.is_grad_enabled() and not cfg.freeze_segmentation):
-        hidden = model.backbone(feats)
-        logprobs = model.segment(hidden)
-        hard, perm = pit_powerset_loss(logprobs, labels)
-        soft = soft_pit_powerset_loss(logprobs, teacher)
+    hidden = model.backbone(feats)
+    logprobs = model.segment(hidden)
+    hard, perm = pit_powerset_loss(logprobs, labels)
+    soft = soft_pit_powerset_loss(logprobs, teacher)
     # the model's slot k is the labels' slot perm[k]: align labels and their embedding targets
     labels = torch.gather(labels, 2, perm[:, None, :].expand_as(labels))
     targets = torch.gather(targets, 1, perm[:, :, None].expand_as(targets))
     embedded = torch.gather(embedded, 1, perm)
     alone = labels * (labels.sum(dim=2, keepdim=True) == 1)
-    embeddings = model.embed(model.embedding_features(hidden), alone)
+    embeddings = model.embed(hidden, alone)
     valid = embedded & (alone.sum(dim=1) >= cfg.min_embedding_frames)
     embed = (
         (1 - F.cosine_similarity(embeddings[valid], targets[valid], dim=-1)).mean()
         if valid.any()
         else embeddings.sum() * 0.0
     )
-    if cfg.freeze_segmentation:  # the segmentation losses are only reported
-        loss = cfg.embed_weight * embed
-    else:
-        loss = cfg.hard_weight * hard + cfg.soft_weight * soft + cfg.embed_weight * embed
+    loss = cfg.hard_weight * hard + cfg.soft_weight * soft + cfg.embed_weight * embed
     return {"loss": loss, "hard": hard, "soft": soft, "embed": embed}
-
-
-def segmentation_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
-    """What the segmentation uses: every top-level module but the embedding path (``emb_*``)."""
-    return [m for name, m in model.named_children() if not name.startswith("emb_")]
 
 
 def distill(
@@ -233,12 +220,7 @@ def distill(
     dev_dir = data_dir / cfg.dev_set
 
     model = build_model(model_type, params, **cfg.architecture)
-    if cfg.freeze_segmentation:
-        frozen = segmentation_modules(model)
-        for module in frozen:
-            module.requires_grad_(False)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(dataset) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     state = new_run_state()
@@ -250,16 +232,10 @@ def distill(
         state = ckpt["state"]
         print(f"resumed from {last}: epoch {state['epoch']}, best dev DER {state['best_der']:.4f}")
     elif cfg.init_from:
-        init = torch.load(cfg.init_from, map_location="cpu", weights_only=False)["model"]
-        if set(init) < set(model.state_dict()) and hasattr(model, "load_with_new_blocks"):
-            new = model.load_with_new_blocks(init, "emb_blocks")
-            print(f"initialised from {cfg.init_from}; new embedding blocks {new} start as identity")
-        else:
-            model.load_state_dict(init)
-            print(f"initialised from {cfg.init_from}")
+        model.load_state_dict(torch.load(cfg.init_from, map_location="cpu", weights_only=False)["model"])
+        print(f"initialised from {cfg.init_from}")
     print(
-        f"{model_type} ({sum(p.numel() for p in model.parameters()):,} parameters, "
-        f"{sum(p.numel() for p in trainable):,} trained), "
+        f"{model_type} ({sum(p.numel() for p in model.parameters()):,} parameters), "
         f"{len(dataset)} pool chunks ({len(dataset) * chunk.chunk_s / 3600:.1f} h), dev {dev_dir}"
     )
 
@@ -279,9 +255,6 @@ def distill(
             prefetch_factor=4 if cfg.workers else None,
         )
         model.train()
-        if cfg.freeze_segmentation:  # frozen BatchNorms keep their statistics
-            for module in frozen:
-                module.eval()
         sums: dict[str, float] = {}
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch")
         for i, batch in enumerate(bar):
@@ -290,7 +263,7 @@ def distill(
             losses = distill_step(model, batch, cfg)
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(trainable, 5.0)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             optimizer.step()
             state["step"] += 1
             for k, v in losses.items():

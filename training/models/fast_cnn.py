@@ -4,9 +4,8 @@ Log-mel frames (10 ms) -> strided stem (40 ms frames) -> dilated depthwise-separ
 with squeeze-excitation (global context) -> two heads:
 
 * segmentation: per-frame powerset log-probabilities over 3 local speakers (overlap-aware);
-* embedding: per local speaker, statistics pooling of the backbone features (after the embedding's
-  own residual blocks, ``embedding_dilations``, when there are any) weighted by the frames where that
-  speaker speaks alone, then an MLP to an L2-normalised embedding (EEND-vector-clustering).
+* embedding: per local speaker, statistics pooling of the backbone features weighted by the frames
+  where that speaker speaks alone, then an MLP to an L2-normalised embedding (EEND-vector-clustering).
 
 Most parameters sit in the embedding MLP, which runs on 3 pooled vectors per chunk, so they cost
 almost nothing at inference; the per-frame compute is kept small for a sub-5 ms chunk on one thread.
@@ -37,9 +36,6 @@ class FastCNNConfig:
     embedding_dim: int = 256
     # inference pooling weights: P(alone) ** embedding_pool_power (1: the probabilities as they are)
     embedding_pool_power: float = 1.0
-    # residual blocks of the embedding alone, on top of the shared backbone (empty: none); they
-    # start as identity (see :meth:`FastCNN.load_with_new_blocks`), the segmentation never sees them
-    embedding_dilations: tuple[int, ...] = ()
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -85,9 +81,6 @@ class FastCNN(LocalDiarizationModel):
             nn.ReLU(),
         )
         self.blocks = nn.Sequential(*[Block(c, cfg.expansion, cfg.kernel_size, d) for d in cfg.dilations])
-        self.emb_blocks = nn.Sequential(
-            *[Block(c, cfg.expansion, cfg.kernel_size, d) for d in cfg.embedding_dilations]
-        )
         self._init_heads(c, cfg.embedding_hidden, cfg.embedding_dim, cfg.embedding_pool_power)
 
     def load_grown(self, state: dict[str, torch.Tensor]) -> list[int]:
@@ -100,47 +93,29 @@ class FastCNN(LocalDiarizationModel):
         Raises:
             ValueError: the weights differ in anything but whole trailing blocks.
         """
-        return self.load_with_new_blocks(state, "blocks")
-
-    def load_with_new_blocks(self, state: dict[str, torch.Tensor], group: str) -> list[int]:
-        """Load weights that lack the trailing residual blocks of ``group`` (``"blocks"``: the
-        backbone, ``"emb_blocks"``: the embedding's own); the missing blocks start as identity (last
-        projection zeroed), so the model computes exactly what the loaded one did. Returns the
-        indices of the new blocks in ``group``.
-
-        Raises:
-            ValueError: the weights differ in anything but whole trailing blocks of ``group``.
-        """
-        blocks = getattr(self, group)
         own = self.state_dict()
         missing = sorted(set(own) - set(state))
         unexpected = sorted(set(state) - set(own))
-        prefix = f"{group}."
-        new_blocks = sorted({int(k.split(".")[1]) for k in missing if k.startswith(prefix)})
-        kept = len(blocks) - len(new_blocks)
+        new_blocks = sorted({int(k.split(".")[1]) for k in missing if k.startswith("blocks.")})
+        kept = len(self.blocks) - len(new_blocks)
         if (
             unexpected
-            or any(not k.startswith(prefix) for k in missing)
-            or new_blocks != list(range(kept, len(blocks)))
+            or any(not k.startswith("blocks.") for k in missing)
+            or new_blocks != list(range(kept, len(self.blocks)))
         ):
             raise ValueError(
-                f"cannot grow {group} from these weights: missing {missing[:4]}..., "
-                f"unexpected {unexpected[:4]}..."
+                f"cannot grow from these weights: missing {missing[:4]}..., unexpected {unexpected[:4]}..."
             )
         self.load_state_dict(state, strict=False)  # shapes of the shared tensors are checked here
         for i in new_blocks:
-            nn.init.zeros_(blocks[i].pw2.weight)
-            nn.init.zeros_(blocks[i].pw2.bias)
+            nn.init.zeros_(self.blocks[i].pw2.weight)
+            nn.init.zeros_(self.blocks[i].pw2.bias)
         return new_blocks
 
     def backbone(self, features: torch.Tensor) -> torch.Tensor:
         """``(B, n_mels, T)`` log-mel -> ``(B, C, T/4)`` hidden frames."""
         features = features - features.mean(dim=(1, 2), keepdim=True)
         return self.blocks(self.stem(self.input_norm(features)))
-
-    def embedding_features(self, h: torch.Tensor) -> torch.Tensor:
-        """Backbone frames -> what the embedding pools: through the embedding's own blocks."""
-        return self.emb_blocks(h)
 
 
 __all__ = ["FastCNN", "FastCNNConfig", "count_parameters"]

@@ -45,15 +45,10 @@ class LocalDiarizationModel(nn.Module):
         """Model input -> ``(B, C, T')`` hidden frames."""
         raise NotImplementedError
 
-    def embedding_features(self, h: torch.Tensor) -> torch.Tensor:
-        """Hidden frames -> the frames the embedding pools (the hidden frames themselves unless a
-        subclass adds layers of its own for the embedding)."""
-        return h
-
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.backbone(x)
         logprobs = self.segment(h)
-        return logprobs, self.embed(self.embedding_features(h), self.pool_weights(logprobs))
+        return logprobs, self.embed(h, self.pool_weights(logprobs))
 
     def pool_weights(self, logprobs: torch.Tensor) -> torch.Tensor:
         """``(B, T', 7)`` powerset log-probabilities -> ``(B, T', 3)`` inference pooling weights: the

@@ -27,7 +27,6 @@ def build_model(model_type: str, params: dict[str, Any] | None = None, **overrid
                 "this checkpoint or recipe needs that commit"
             )
         arch["dilations"] = tuple(arch.get("dilations", FastCNNConfig.dilations))
-        arch["embedding_dilations"] = tuple(arch.get("embedding_dilations", ()))
         return FastCNN(FastCNNConfig(**arch))
     if model_type == "distilhubert":
         from training.models.distilhubert import DistilHubert, DistilHubertConfig
