@@ -92,6 +92,25 @@ def oracle_centroid_assignment(system: NeuralDiarizer, item: TestItem, local) ->
     return assign_to_centroids(emb, active, centroids), len(ids)
 
 
+def oracle_window_labels(item: TestItem, local, frame_s: float) -> tuple[np.ndarray, int]:
+    """``(W,)`` reference-speaker index of every dense window of a teacher's prepared recording (the
+    speaker most active over the window's frames), and the number of reference speakers."""
+    ref = reference_frames(item.reference, local.num_frames, frame_s)
+    labels = [int(ref[a:b].sum(axis=0).argmax()) for a, b in local.window_frames]
+    return np.asarray(labels, dtype=np.int64), ref.shape[1]
+
+
+def oracle_window_assignment(system: NeuralDiarizer, item: TestItem, local) -> tuple[np.ndarray, int]:
+    """The teacher's vote assignment with oracle window labels (sets ``local.window_labels``, which
+    the solo override then uses as served)."""
+    from flywheel.systems.teacher import vote_assignment
+
+    labels, k = oracle_window_labels(item, local, system.frame_s)
+    active, _ = system.slot_masks(local)
+    local.window_labels = labels
+    return vote_assignment(local, active, local.window_frames, labels, k), k
+
+
 def main(
     system_name: str = typer.Option(
         "fast-cnn", "--system", help="Neural system (fast-cnn, distilhubert, teacher)."
@@ -104,7 +123,7 @@ def main(
     from flywheel.systems import get_system
 
     system = get_system(system_name, model_path=model_path, step_s=step)
-    real, known_count, centroid_rows, oracle = [], [], [], []
+    real, known_count, centroid_rows, oracle, windows = [], [], [], [], []
     table = np.zeros((MAX_COUNT + 1, MAX_COUNT + 1))
     for item in iter_test_set(dev_set):
         local = system.prepare(load_audio(item.audio_path))
@@ -114,8 +133,13 @@ def main(
         count = len(item.reference.labels())
         hyp = system.cluster(local, uri=item.uri, num_speakers=count)
         known_count.append(der_breakdown(item.reference, hyp, item.uem))
-        hyp = system.stitch(local, *oracle_centroid_assignment(system, item, local), uri=item.uri)
-        centroid_rows.append(der_breakdown(item.reference, hyp, item.uem))
+        if getattr(local, "window_frames", None) is None:  # slot embeddings: oracle centroids
+            hyp = system.stitch(local, *oracle_centroid_assignment(system, item, local), uri=item.uri)
+            centroid_rows.append(der_breakdown(item.reference, hyp, item.uem))
+        else:  # the teacher's windows (it has no slot embeddings): oracle window labels
+            hyp = system.stitch(local, *oracle_window_assignment(system, item, local), uri=item.uri)
+            windows.append(der_breakdown(item.reference, hyp, item.uem))
+            local.window_labels = None  # the slot oracle below stitches without the override
         hyp = system.stitch(local, *oracle_assignment(item, local, system.frame_s), uri=item.uri)
         oracle.append(der_breakdown(item.reference, hyp, item.uem))
     rows_by_name = (
@@ -123,8 +147,11 @@ def main(
         ("true speaker count", known_count),
         ("oracle centroids", centroid_rows),
         ("oracle clustering", oracle),
+        ("oracle windows", windows),
     )
     for name, rows in rows_by_name:
+        if not rows:
+            continue
         typer.echo(f"{name:18s} {aggregate(rows).summary()}")
     names = [str(n) for n in range(MAX_COUNT)] + [f"{MAX_COUNT}+"]
     typer.echo("\nspeakers at once: reference (rows) vs served (share of the row's time)")

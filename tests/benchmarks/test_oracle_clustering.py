@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 from pyannote.core import Annotation, Segment
 
-from benchmarks.oracle_clustering import oracle_assignment, oracle_centroid_assignment, speaker_count_table
+from benchmarks.oracle_clustering import (
+    oracle_assignment,
+    oracle_centroid_assignment,
+    oracle_window_labels,
+    speaker_count_table,
+)
 from flywheel.systems.neural import LocalResults, NeuralDiarizer, NeuralParams
 from flywheel.testset import TestItem
 
@@ -70,3 +75,28 @@ def test_oracle_centroids_come_from_the_truth_and_slots_are_assigned_by_embeddin
     assignment, speakers = oracle_centroid_assignment(system, item, local)
     assert speakers == 2
     assert assignment.tolist() == [[0, -1, -1], [-1, 1, 0]]
+
+
+def test_each_teacher_window_gets_the_reference_speaker_it_overlaps_most() -> None:
+    """The teacher's oracle row: a window over alice's turn is alice's, one straddling the change
+    goes to whoever holds more of it."""
+    from flywheel.systems.teacher import TeacherLocal
+
+    ref = Annotation(uri="x")
+    ref[Segment(0.0, 2.0)] = "alice"
+    ref[Segment(2.0, 4.0)] = "bob"
+    activity = np.zeros((1, 100, 3), dtype=np.uint8)
+    local = TeacherLocal(
+        activity=activity,
+        embeddings=np.zeros((1, 3, 4), dtype=np.float32),
+        single_frames=activity.sum(axis=1),
+        chunk_frames=np.array([0]),
+        num_frames=100,
+        duration=4.0,
+        window_frames=np.array([[0, 30], [40, 70], [70, 100]]),  # 0-1.2 s, 1.6-2.8 s, 2.8-4 s
+        window_embeddings=np.zeros((3, 4), dtype=np.float32),
+    )
+    item = TestItem(uri="x", audio_path=None, reference=ref, uem=None)  # type: ignore[arg-type]
+    labels, speakers = oracle_window_labels(item, local, 0.04)
+    assert speakers == 2
+    assert labels.tolist() == [0, 1, 1]
