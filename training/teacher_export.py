@@ -38,11 +38,15 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def load_segmentation() -> torch.nn.Module:
-    """segmentation-3.0 from the local checkpoint, in eval mode."""
+def load_segmentation(weights: Path | None = None) -> torch.nn.Module:
+    """segmentation-3.0 from the local checkpoint, in eval mode; with ``weights`` (a
+    :mod:`training.segmentation_finetune` checkpoint) its fine-tuned state dict is loaded on top."""
     from pyannote.audio import Model
 
-    return Model.from_pretrained(str(checkpoint(SEGMENTATION_CHECKPOINT))).eval()
+    model = Model.from_pretrained(str(checkpoint(SEGMENTATION_CHECKPOINT)))
+    if weights is not None:
+        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=False)["model"])
+    return model.eval()
 
 
 def load_campplus() -> torch.nn.Module:
@@ -91,10 +95,11 @@ def parity_audio(seconds: float = 20.0, seed: int = 0) -> np.ndarray:
     return (0.1 * voice * envelope + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
 
 
-def export_segmentation(out: Path) -> dict:
+def export_segmentation(out: Path, weights: Path | None = None) -> dict:
     """Export segmentation-3.0 (TorchScript-based exporter: torch 2.13's dynamo path cannot lower its
-    SincNet + LSTM graph) and check parity on three chunks; returns the metadata written."""
-    model = _Segmentation(load_segmentation())
+    SincNet + LSTM graph) and check parity on three chunks; returns the metadata written. With
+    ``weights`` the fine-tuned model is exported and its metadata names that checkpoint too."""
+    model = _Segmentation(load_segmentation(weights))
     check = torch.from_numpy(np.stack([parity_audio(10.0, seed) for seed in (1, 2, 3)]))
     with torch.no_grad():  # before exporting: the TorchScript exporter leaves the module changed
         ref = model(check).numpy()
@@ -132,6 +137,15 @@ def export_segmentation(out: Path) -> dict:
             "parity_max_probability_diff": parity,
         },
     }
+    if weights is not None:
+        state = torch.load(weights, map_location="cpu", weights_only=False)
+        meta["model_type"] = "segmentation-3.0-finetuned"
+        meta["extra"]["finetuned"] = {
+            "checkpoint": str(weights),
+            "sha256": sha256(weights),
+            "step": int(state.get("step", 0)),
+            "recipe": "training/segmentation_finetune.py on training/segmentation_pool.py windows",
+        }
     _write_metadata(out, meta)
     return meta
 
@@ -187,11 +201,20 @@ def export_campplus(out: Path) -> dict:
 def main(
     out: Path = typer.Option(TEACHER_DIR, help="Folder for segmentation-3.0.onnx and campplus.onnx."),
     force: bool = typer.Option(False, help="Export again even when both files exist."),
+    segmentation_weights: Path = typer.Option(
+        None, help="A training.segmentation_finetune checkpoint: export only that fine-tuned segmentation."
+    ),
+    segmentation_name: str = typer.Option(
+        "segmentation-3.0.onnx", help="File name of the segmentation export inside --out."
+    ),
 ) -> None:
     """Export segmentation-3.0 and CAM++ from the local checkpoints to ONNX (parity-checked)."""
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(2)
-    for name, export in (("segmentation-3.0.onnx", export_segmentation), ("campplus.onnx", export_campplus)):
+    jobs = [(segmentation_name, lambda p: export_segmentation(p, segmentation_weights))]
+    if segmentation_weights is None:
+        jobs.append(("campplus.onnx", export_campplus))
+    for name, export in jobs:
         path = out / name
         if path.exists() and not force:
             typer.echo(f"{path} exists (--force to redo)")
