@@ -124,7 +124,7 @@ def main(
         local = system.prepare(load_audio(item.audio_path))
         p, t = slot_purity(item, local, system.frame_s)
         pure, total = pure + p, total + t
-        truth, _ = oracle_assignment(item, local, system.frame_s)
+        truth = oracle_assignment(item, local, system.frame_s).slots
         seconds = local.single_frames * system.frame_s
         keep = (truth >= 0) & (seconds >= edges[0])
         add_recording(stats, edges, local.embeddings[keep], seconds[keep], truth[keep])

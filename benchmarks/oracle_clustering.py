@@ -25,7 +25,7 @@ from pyannote.core import Annotation
 from flywheel.audio import load_audio
 from flywheel.clustering import centre_embeddings, recording_centre, unit_rows
 from flywheel.metrics import aggregate, der_breakdown
-from flywheel.systems.neural import NeuralDiarizer, assign_to_centroids
+from flywheel.systems.neural import NeuralDiarizer, SpeakerAssignment, assign_to_centroids
 from flywheel.testset import TestItem, iter_test_set
 
 MAX_COUNT = 3  # the last row and column hold "this many speakers or more"
@@ -59,7 +59,7 @@ def reference_frames(reference: Annotation, num_frames: int, frame_s: float) -> 
     return ref
 
 
-def oracle_assignment(item: TestItem, local, frame_s: float) -> tuple[np.ndarray, int]:
+def oracle_assignment(item: TestItem, local, frame_s: float) -> SpeakerAssignment:
     """``(C, 3)`` reference-speaker index of every active local slot (``-1`` inactive), speaker count."""
     ref = reference_frames(item.reference, local.num_frames, frame_s)
     chunks, frames, slots = local.activity.shape
@@ -70,18 +70,18 @@ def oracle_assignment(item: TestItem, local, frame_s: float) -> tuple[np.ndarray
             active = local.activity[c, : len(window), k].astype(bool)
             if active.any():
                 assignment[c, k] = int((window & active[:, None]).sum(axis=0).argmax())
-    return assignment, ref.shape[1]
+    return SpeakerAssignment(assignment, ref.shape[1])
 
 
-def oracle_centroid_assignment(system: NeuralDiarizer, item: TestItem, local) -> tuple[np.ndarray, int]:
+def oracle_centroid_assignment(system: NeuralDiarizer, item: TestItem, local) -> SpeakerAssignment:
     """``(C, 3)`` assignment as served, to centroids built from the truth: each speaker's centroid is
     the mean embedding of the slots that enter clustering (``system.slot_masks``) and truly are that
     speaker (:func:`oracle_assignment`), in the recording-centred space when the system refines there.
     Returns the assignment and the number of centroids (speakers with at least one such slot)."""
-    oracle, _ = oracle_assignment(item, local, system.frame_s)
+    oracle = oracle_assignment(item, local, system.frame_s).slots
     active, good = system.slot_masks(local)
     if not good.any():  # as served: nobody talks alone long enough, one speaker
-        return np.where(active, 0, -1).astype(np.int64), int(active.any())
+        return SpeakerAssignment(np.where(active, 0, -1).astype(np.int64), int(active.any()))
     emb = unit_rows(local.embeddings)
     if system.params.refine_iterations > 0:
         seconds = local.single_frames[good] * system.frame_s
@@ -89,7 +89,7 @@ def oracle_centroid_assignment(system: NeuralDiarizer, item: TestItem, local) ->
     truth = oracle[good]
     ids = np.unique(truth)
     centroids = unit_rows(np.stack([emb[good][truth == i].mean(axis=0) for i in ids]))
-    return assign_to_centroids(emb, active, centroids), len(ids)
+    return SpeakerAssignment(assign_to_centroids(emb, active, centroids), len(ids))
 
 
 def oracle_window_labels(item: TestItem, local, frame_s: float) -> tuple[np.ndarray, int]:
@@ -100,15 +100,14 @@ def oracle_window_labels(item: TestItem, local, frame_s: float) -> tuple[np.ndar
     return np.asarray(labels, dtype=np.int64), ref.shape[1]
 
 
-def oracle_window_assignment(system: NeuralDiarizer, item: TestItem, local) -> tuple[np.ndarray, int]:
-    """The teacher's vote assignment with oracle window labels (sets ``local.window_labels``, which
-    the solo override then uses as served)."""
+def oracle_window_assignment(system: NeuralDiarizer, item: TestItem, local) -> SpeakerAssignment:
+    """The teacher's vote assignment with oracle window labels (which the solo override then uses,
+    as served)."""
     from flywheel.systems.teacher import vote_assignment
 
     labels, k = oracle_window_labels(item, local, system.frame_s)
     active, _ = system.slot_masks(local)
-    local.window_labels = labels
-    return vote_assignment(local, active, local.window_frames, labels, k), k
+    return SpeakerAssignment(vote_assignment(local, active, local.window_frames, labels, k), k, labels)
 
 
 def main(
@@ -134,13 +133,13 @@ def main(
         hyp = system.cluster(local, uri=item.uri, num_speakers=count)
         known_count.append(der_breakdown(item.reference, hyp, item.uem))
         if getattr(local, "window_frames", None) is None:  # slot embeddings: oracle centroids
-            hyp = system.stitch(local, *oracle_centroid_assignment(system, item, local), uri=item.uri)
+            hyp = system.stitch(local, oracle_centroid_assignment(system, item, local), uri=item.uri)
             centroid_rows.append(der_breakdown(item.reference, hyp, item.uem))
         else:  # the teacher's windows (it has no slot embeddings): oracle window labels
-            hyp = system.stitch(local, *oracle_window_assignment(system, item, local), uri=item.uri)
+            hyp = system.stitch(local, oracle_window_assignment(system, item, local), uri=item.uri)
             windows.append(der_breakdown(item.reference, hyp, item.uem))
-            local.window_labels = None  # the slot oracle below stitches without the override
-        hyp = system.stitch(local, *oracle_assignment(item, local, system.frame_s), uri=item.uri)
+        # the slot oracle carries no window labels: stitched without the teacher's solo override
+        hyp = system.stitch(local, oracle_assignment(item, local, system.frame_s), uri=item.uri)
         oracle.append(der_breakdown(item.reference, hyp, item.uem))
     rows_by_name = (
         ("system clustering", real),

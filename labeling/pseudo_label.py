@@ -17,11 +17,10 @@ Confidence (all in [0, 1]):
   pattern the teacher decided on, were the speakers independent. 1 when every frame is decided.
 * ``clustering_confidence``: the share of the teacher's dense CAM++ windows that are clearly closer
   to the centroid of their own speaker (the cluster the teacher's clustering gave the window,
-  ``TeacherLocal.window_labels``; for a teacher without them, the speaker the pseudo-label gives
-  most of the window's span) than to any other speaker's: cosine margin at least ``CLUSTER_MARGIN``
-  (0.1). With one speaker
-  there is nothing to confuse it with and every window counts as clear (a wrongly merged pair of
-  voices is not seen by this number); no windows: 1.
+  ``SpeakerAssignment.window_labels`` from its ``assign``; for a teacher without them, the speaker
+  the pseudo-label gives most of the window's span) than to any other speaker's: cosine margin at
+  least ``CLUSTER_MARGIN`` (0.1). With one speaker there is nothing to confuse it with and every
+  window counts as clear (a wrongly merged pair of voices is not seen by this number); no windows: 1.
 * ``confidence = segmentation_confidence * clustering_confidence``: what the review queue ranks by.
 
 Idempotent and resumable: results are committed per audio file as they come in, the RTTM first
@@ -79,14 +78,15 @@ def segmentation_confidence(local: Any) -> float:
     return float(decided[mask].mean()) if mask.any() else 1.0
 
 
-def window_speakers(local: Any, annotation: Any, frame_s: float) -> list[Any]:
-    """The speaker of each dense window: the teacher's own cluster label (``window_labels``, set by
+def window_speakers(
+    local: Any, annotation: Any, frame_s: float, window_labels: np.ndarray | None = None
+) -> list[Any]:
+    """The speaker of each dense window: the teacher's own cluster label (``window_labels``, from
     its ``assign``) when it has them, else the speaker the pseudo-label gives most of the window's span
     (None: no speech there)."""
     spans = np.asarray(local.window_frames)
-    labels = getattr(local, "window_labels", None)
-    if labels is not None and len(labels) == len(spans):
-        return [int(x) if int(x) >= 0 else None for x in np.asarray(labels)]
+    if window_labels is not None and len(window_labels) == len(spans):
+        return [int(x) if int(x) >= 0 else None for x in np.asarray(window_labels)]
     from pyannote.core import Segment
 
     out: list[Any] = []
@@ -97,13 +97,16 @@ def window_speakers(local: Any, annotation: Any, frame_s: float) -> list[Any]:
     return out
 
 
-def clustering_confidence(local: Any, annotation: Any, frame_s: float) -> float:
-    """Share of dense windows clearly nearest their own speaker's centroid (module docstring)."""
+def clustering_confidence(
+    local: Any, annotation: Any, frame_s: float, window_labels: np.ndarray | None = None
+) -> float:
+    """Share of dense windows clearly nearest their own speaker's centroid (module docstring);
+    ``window_labels``: the teacher's own cluster of each window (``SpeakerAssignment.window_labels``)."""
     emb = getattr(local, "window_embeddings", None)
     spans = getattr(local, "window_frames", None)
     if emb is None or spans is None or len(emb) == 0:
         return 1.0
-    labels = window_speakers(local, annotation, frame_s)
+    labels = window_speakers(local, annotation, frame_s, window_labels)
     keep = [i for i, lab in enumerate(labels) if lab is not None]
     names = sorted({labels[i] for i in keep}, key=str)
     if len(names) < 2:
@@ -197,10 +200,11 @@ def label_job(job: Job, threads: int = 1) -> list[dict[str, Any]]:
         t0 = time.perf_counter()
         waveform = load_audio(job.audio, min_duration=0.0)
         local = teacher.prepare(waveform)
-        annotation = teacher.cluster(local, uri="teacher")
+        assignment = teacher.assign(local, teacher.params.threshold)
+        annotation = teacher.stitch(local, assignment, uri="teacher")
         elapsed = time.perf_counter() - t0
         seg_conf = segmentation_confidence(local)
-        clus_conf = clustering_confidence(local, annotation, teacher.frame_s)
+        clus_conf = clustering_confidence(local, annotation, teacher.frame_s, assignment.window_labels)
         duration = len(waveform) / SAMPLE_RATE
         turns = [[round(s, 3), round(e, 3), spk] for s, e, spk in turns_of(annotation)]
         rows = []

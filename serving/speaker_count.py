@@ -70,13 +70,16 @@ def diarize_with_count(system: Any, samples: np.ndarray, num_speakers: int | Non
         return system.diarize(samples, uri="audio", num_speakers=num_speakers), []
     local = system.prepare(samples)
     threshold = system.params.threshold
-    assignment, k = system.assign(local, threshold, num_speakers)
+    assignment = system.assign(local, threshold, num_speakers)
+    k = assignment.k
     if 0 < k < num_speakers:
         active, _ = system.slot_masks(local)
-        assignment, k = split_shared_slots(
-            assignment, active, local.activity, local.embeddings, k, num_speakers, threshold
+        slots, k = split_shared_slots(
+            assignment.slots, active, local.activity, local.embeddings, k, num_speakers, threshold
         )
-    annotation = system.stitch(local, assignment, k, uri="audio")
+        # the split speakers have no dense windows: no window labels, so no solo override undoes them
+        assignment = type(assignment)(slots, k)
+    annotation = system.stitch(local, assignment, uri="audio")
     found = len(annotation.labels())
     if found >= num_speakers:
         return annotation, []

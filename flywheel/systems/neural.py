@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from pyannote.core import Annotation
@@ -119,6 +119,20 @@ class LocalResults:
     probabilities: np.ndarray | None = None
 
 
+class SpeakerAssignment(NamedTuple):
+    """Who every local speaker is (what ``assign`` gives and ``stitch`` takes).
+
+    ``slots``: ``(C, 3)`` global speaker of each chunk's local slot (``-1``: unused); ``k``: the number
+    of global speakers; ``window_labels``: ``(W,)`` the speaker of each dense window, for systems that
+    cluster windows rather than slots (the teacher's solo override and the pseudo-labels' confidence
+    read them), else ``None``.
+    """
+
+    slots: np.ndarray
+    k: int
+    window_labels: np.ndarray | None = None
+
+
 class NeuralDiarizer:
     """Diarization pipeline around a model backend; see the module docstring."""
 
@@ -190,7 +204,7 @@ class NeuralDiarizer:
 
     def assign(
         self, local: LocalResults, threshold: float, num_speakers: int | None = None
-    ) -> tuple[np.ndarray, int]:
+    ) -> SpeakerAssignment:
         """Global speaker of every local slot ``(C, 3)`` (``-1`` inactive) and the speaker count.
 
         ``num_speakers`` (when the caller knows it) replaces the threshold's automatic count.
@@ -198,7 +212,7 @@ class NeuralDiarizer:
         p = self.params
         active, good = self.slot_masks(local)
         if not active.any():
-            return np.full(active.shape, -1, dtype=np.int64), 0
+            return SpeakerAssignment(np.full(active.shape, -1, dtype=np.int64), 0)
         emb = unit_rows(local.embeddings)
         if good.sum() >= 2:
             labels = agglomerative_cluster(
@@ -210,7 +224,7 @@ class NeuralDiarizer:
         else:
             labels = np.zeros(int(good.sum()), dtype=np.int64)
         if labels.size == 0:  # speech, but nobody talks alone long enough: one speaker
-            return np.where(active, 0, -1).astype(np.int64), 1
+            return SpeakerAssignment(np.where(active, 0, -1).astype(np.int64), 1)
         seconds = local.single_frames[good] * self.frame_s  # how much speech each embedding stands for
         if num_speakers is None:
             labels = dissolve_small_clusters(
@@ -221,7 +235,7 @@ class NeuralDiarizer:
             emb = centre_embeddings(emb, centre)
         k = int(labels.max()) + 1
         centroids = unit_rows(np.stack([emb[good][labels == i].mean(axis=0) for i in range(k)]))
-        return assign_to_centroids(emb, active, centroids), k
+        return SpeakerAssignment(assign_to_centroids(emb, active, centroids), k)
 
     def cluster(
         self,
@@ -232,16 +246,15 @@ class NeuralDiarizer:
     ) -> Annotation:
         """Cluster prepared chunks and stitch them into an annotation."""
         threshold = self.params.threshold if threshold is None else threshold
-        assignment, k = self.assign(local, threshold, num_speakers)
-        return self.stitch(local, assignment, k, uri)
+        return self.stitch(local, self.assign(local, threshold, num_speakers), uri)
 
-    def stitch(self, local: LocalResults, assignment: np.ndarray, k: int, uri: str = "audio") -> Annotation:
-        """Stitch the chunks' local activity into one annotation of ``k`` global speakers, given the
-        global speaker of every local slot (``(C, 3)``, ``-1``: unused; e.g. from :meth:`assign`)."""
-        if k == 0:
+    def stitch(self, local: LocalResults, assignment: SpeakerAssignment, uri: str = "audio") -> Annotation:
+        """Stitch the chunks' local activity into one annotation of ``assignment.k`` global speakers,
+        given the global speaker of every local slot (e.g. from :meth:`assign`)."""
+        if assignment.k == 0:
             return Annotation(uri=uri)
         return to_annotation(
-            self.stitched_frames(local, assignment, k),
+            self.stitched_frames(local, assignment),
             self.frame_s,
             local.duration,
             uri,
@@ -249,12 +262,14 @@ class NeuralDiarizer:
             min_duration_off=self.params.min_duration_off,
         )
 
-    def stitched_frames(self, local: LocalResults, assignment: np.ndarray, k: int) -> np.ndarray:
+    def stitched_frames(self, local: LocalResults, assignment: SpeakerAssignment) -> np.ndarray:
         """``(F, k)`` 0/1 activity of the ``k`` global speakers on the frame grid (``k >= 1``): the
         chunks averaged, smoothed, and the expected count of best-scoring speakers kept per frame."""
         soft = self.params.stitching == "soft" and local.probabilities is not None
         activity = local.probabilities.astype(np.float32) if soft else local.activity
-        scores, count = aggregate(activity, assignment, local.chunk_frames, local.num_frames, k)
+        scores, count = aggregate(
+            activity, assignment.slots, local.chunk_frames, local.num_frames, assignment.k
+        )
         scores, count = smooth(scores, count, self.params.smoothing_s, self.frame_s)
         return binarize(scores, count)
 

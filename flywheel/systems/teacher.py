@@ -44,7 +44,13 @@ from flywheel.features import FeatureConfig
 from flywheel.kaldi_fbank import FRAME_LENGTH, FRAME_SHIFT, kaldi_fbank, num_fbank_frames
 from flywheel.onnx_model import METADATA_KEY, session_options
 from flywheel.pretrained import CAMPPLUS_ONNX, SEGMENTATION_ONNX, teacher_onnx
-from flywheel.systems.neural import POWERSET, LocalResults, NeuralDiarizer, NeuralParams
+from flywheel.systems.neural import (
+    POWERSET,
+    LocalResults,
+    NeuralDiarizer,
+    NeuralParams,
+    SpeakerAssignment,
+)
 
 MIN_EMBED_FRAMES = 20  # fbank frames (0.2 s): CAM++ needs a little context to say anything
 
@@ -162,7 +168,6 @@ class TeacherLocal(LocalResults):
 
     window_frames: np.ndarray | None = None  # (W, 2)
     window_embeddings: np.ndarray | None = None  # (W, D)
-    window_labels: np.ndarray | None = None  # (W,) set by the last ``assign``
 
 
 def solo_grid_frames(local: LocalResults) -> np.ndarray:
@@ -259,17 +264,18 @@ class TeacherSystem(NeuralDiarizer):
 
     def assign(
         self, local: LocalResults, threshold: float, num_speakers: int | None = None
-    ) -> tuple[np.ndarray, int]:
+    ) -> SpeakerAssignment:
         """``windows`` mode: cluster the windows, then give every local speaker the cluster its frames
-        vote for; ``slots`` mode (or no windows): the arms' slot clustering."""
+        vote for (the window labels travel with the assignment); ``slots`` mode (or no windows): the
+        arms' slot clustering."""
         if not isinstance(local, TeacherLocal) or local.window_embeddings is None:
             return super().assign(local, threshold, num_speakers)
         p = self.params
         active, _ = self.slot_masks(local)
         if not active.any():
-            return np.full(active.shape, -1, dtype=np.int64), 0
+            return SpeakerAssignment(np.full(active.shape, -1, dtype=np.int64), 0)
         if len(local.window_embeddings) < 2:
-            return np.where(active, 0, -1).astype(np.int64), 1
+            return SpeakerAssignment(np.where(active, 0, -1).astype(np.int64), 1)
         emb = unit_rows(local.window_embeddings)
         if p.window_clustering == "spectral":
             labels = spectral_cluster(emb, threshold, max_speakers=p.max_speakers, num_speakers=num_speakers)
@@ -283,17 +289,17 @@ class TeacherSystem(NeuralDiarizer):
         if p.refine_iterations > 0 and labels.max() > 0:
             labels, _ = refine_centred(emb, labels, seconds, p.refine_iterations)
         k = int(labels.max()) + 1
-        local.window_labels = labels
-        return vote_assignment(local, active, local.window_frames, labels, k), k
+        return SpeakerAssignment(vote_assignment(local, active, local.window_frames, labels, k), k, labels)
 
-    def stitched_frames(self, local: LocalResults, assignment: np.ndarray, k: int) -> np.ndarray:
-        """The arms' stitching; with ``solo_override``, single-speaker frames covered by windows take
-        the speaker the windows vote for."""
-        binary = super().stitched_frames(local, assignment, k)
-        labels = getattr(local, "window_labels", None)
-        if not self.params.solo_override or labels is None:  # type: ignore[attr-defined]
+    def stitched_frames(self, local: LocalResults, assignment: SpeakerAssignment) -> np.ndarray:
+        """The arms' stitching; with ``solo_override`` and window labels in the assignment,
+        single-speaker frames covered by windows take the speaker the windows vote for."""
+        binary = super().stitched_frames(local, assignment)
+        labels = assignment.window_labels
+        solo_override = self.params.solo_override  # type: ignore[attr-defined]
+        if not solo_override or labels is None or not isinstance(local, TeacherLocal):
             return binary
-        votes = frame_votes(local.window_frames, labels, k, local.num_frames)
+        votes = frame_votes(local.window_frames, labels, assignment.k, local.num_frames)
         single = (binary.sum(axis=1) == 1) & (votes.sum(axis=1) > 0)
         binary[single] = False
         binary[np.flatnonzero(single), votes[single].argmax(axis=1)] = True

@@ -31,7 +31,7 @@ def test_each_active_slot_gets_the_reference_speaker_it_overlaps() -> None:
         duration=4.0,
     )
     item = TestItem(uri="x", audio_path=None, reference=ref, uem=None)  # type: ignore[arg-type]
-    assignment, speakers = oracle_assignment(item, local, 0.04)
+    assignment, speakers, _ = oracle_assignment(item, local, 0.04)
     assert speakers == 2
     assert assignment.tolist() == [[-1, 0, -1], [1, -1, -1]]
 
@@ -72,7 +72,7 @@ def test_oracle_centroids_come_from_the_truth_and_slots_are_assigned_by_embeddin
     params = NeuralParams(min_embedding_s=0.5, min_active_s=0.1, refine_iterations=0)
     system = NeuralDiarizer(lambda f: (f, f), chunk_s=2.0, frame_s=0.04, params=params)
     item = TestItem(uri="x", audio_path=None, reference=ref, uem=None)  # type: ignore[arg-type]
-    assignment, speakers = oracle_centroid_assignment(system, item, local)
+    assignment, speakers, _ = oracle_centroid_assignment(system, item, local)
     assert speakers == 2
     assert assignment.tolist() == [[0, -1, -1], [-1, 1, 0]]
 

@@ -14,6 +14,7 @@ from flywheel.systems.neural import (
     LocalResults,
     NeuralDiarizer,
     NeuralParams,
+    SpeakerAssignment,
     speaker_probabilities,
 )
 
@@ -148,9 +149,9 @@ def test_soft_stitching_keeps_the_more_confident_of_two_disagreeing_chunks() -> 
         duration=2 * frames * FRAME_S,
         probabilities=probabilities,
     )
-    assignment = np.array([[0, -1, -1], [1, -1, -1], [0, -1, -1]])
-    soft = make(NeuralParams(stitching="soft")).stitch(local, assignment, 2, uri="x")
-    hard = make(NeuralParams(stitching="hard")).stitch(local, assignment, 2, uri="x")
+    assignment = SpeakerAssignment(np.array([[0, -1, -1], [1, -1, -1], [0, -1, -1]]), 2)
+    soft = make(NeuralParams(stitching="soft")).stitch(local, assignment, uri="x")
+    hard = make(NeuralParams(stitching="hard")).stitch(local, assignment, uri="x")
     half = frames * FRAME_S
     assert [(round(s.start, 2), round(s.end, 2), lab) for s, _, lab in soft.itertracks(yield_label=True)] == [
         (0.0, round(half, 2), "SPEAKER_00"),

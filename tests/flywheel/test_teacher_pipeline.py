@@ -222,3 +222,35 @@ def test_vote_assignment_follows_the_windows_and_keeps_slots_apart() -> None:
     assignment = vote_assignment(local, active, windows, labels, k=2)
     assert assignment[0].tolist() == [1, 0, -1]
     assert assignment[1].tolist() == [-1, -1, 0]
+
+
+@needs_onnx
+def test_solo_override_uses_the_window_labels_of_the_assignment_it_is_given() -> None:
+    """The override reads the labels that travel with the assignment, never state left on the
+    prepared recording by an earlier ``assign``: without labels the arms' stitching is what comes out."""
+    import dataclasses
+
+    from flywheel.systems import get_system
+    from flywheel.systems.neural import SpeakerAssignment
+    from flywheel.systems.teacher import TeacherLocal
+
+    system = get_system("teacher")
+    system.params = dataclasses.replace(system.params, smoothing_s=0.0, stitching="hard")
+    activity = np.zeros((1, 40, 3), dtype=np.uint8)
+    activity[0, :, 0] = 1  # one local speaker throughout (a slot that drifts between two voices)
+    local = TeacherLocal(
+        activity=activity,
+        embeddings=np.zeros((1, 3, 4), np.float32),
+        single_frames=activity.sum(axis=1),
+        chunk_frames=np.array([0]),
+        num_frames=40,
+        duration=40 * system.frame_s,
+        window_frames=np.array([[0, 20], [20, 40]]),
+        window_embeddings=np.zeros((2, 4), np.float32),
+    )
+    slots = np.array([[0, -1, -1]])
+    plain = system.stitched_frames(local, SpeakerAssignment(slots, 2))
+    assert plain[:, 0].all() and not plain[:, 1].any()
+    voted = system.stitched_frames(local, SpeakerAssignment(slots, 2, np.array([0, 1])))
+    assert voted[:20, 0].all() and voted[20:, 1].all() and not voted[20:, 0].any()
+    assert system.stitched_frames(local, SpeakerAssignment(slots, 2)).tolist() == plain.tolist()

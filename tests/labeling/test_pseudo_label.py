@@ -260,15 +260,15 @@ def test_clustering_confidence_drops_when_windows_sit_between_speakers() -> None
 
     class Local:
         window_frames = np.array([[i, i + 1] for i in range(20)])
-        window_labels = np.array([0] * 10 + [1] * 10)
 
+    labels = np.array([0] * 10 + [1] * 10)  # the teacher's clusters (SpeakerAssignment.window_labels)
     clear = Local()
     clear.window_embeddings = np.stack([a] * 10 + [b] * 10) + 0.01 * rng.standard_normal((20, 8))
-    assert clustering_confidence(clear, Annotation(), 0.1) == 1.0
+    assert clustering_confidence(clear, Annotation(), 0.1, labels) == 1.0
     mixed = Local()  # 4 windows of speaker 0 sound like speaker 1: a clustering mistake
     mixed.window_embeddings = np.stack([a] * 6 + [b] * 4 + [b] * 10) + 0.01 * rng.standard_normal((20, 8))
-    assert clustering_confidence(mixed, Annotation(), 0.1) == pytest.approx(16 / 20)
+    assert clustering_confidence(mixed, Annotation(), 0.1, labels) == pytest.approx(16 / 20)
     one = Local()
-    one.window_labels = np.zeros(20, dtype=int)
     one.window_embeddings = mixed.window_embeddings
-    assert clustering_confidence(one, Annotation(), 0.1) == 1.0  # one speaker: nothing to confuse
+    one_speaker = np.zeros(20, dtype=int)
+    assert clustering_confidence(one, Annotation(), 0.1, one_speaker) == 1.0  # nothing to confuse
