@@ -5,8 +5,9 @@ pauses inside a turn; on our tight references (``pipelines/speech_activity.py``:
 silence) about 19 % of non-speech in dev-real is called speech, and 38 % of two-speaker overlap is
 heard as one speaker (docs/teacher.md). This pool gives it what it never saw: 10 s windows of new
 simulated **train** conversations (the training simulator, its formant warps and real music / effect
-backgrounds, as the distillation pool; none of the real sets' acoustics or speakers) and of the
-ami-debug **train** meetings (real, far field; oversampled), each with its exact activity of up to
+backgrounds, as the distillation pool; none of the real sets' acoustics or speakers) and of labelled
+real recordings (default the ami-debug **train** meetings, real far field, oversampled; the flywheel's
+reviewed set ``data/reviewed-set`` has the same layout), each with its exact activity of up to
 three local speakers on segmentation-3.0's own output frames (frame ``i`` centred on sample
 ``495 + 270 i``). Windows where a fourth speaker talks are skipped: their labels would call speech
 silence.
@@ -25,12 +26,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import typer
 from pyannote.core import Annotation, Timeline
 from tqdm import tqdm
 
-from flywheel.audio import SAMPLE_RATE, resample, to_mono
+from flywheel.audio import SAMPLE_RATE
 from flywheel.config import load_params
 from pipelines.background_noise import BackgroundConfig, NoiseBank
 from pipelines.build_conversations import conversation_seed
@@ -98,17 +98,20 @@ def recording_windows(
         yield np.round(np.clip(piece, -1, 1) * 32767).astype(np.int16), labels
 
 
-def ami_windows(ami_dir: Path, rng: np.random.Generator, hop_s: float) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The windows of every ami-debug train meeting (``<uri>.wav|.rttm|.uem``)."""
-    from flywheel.segments import read_rttm, read_uem
+def labelled_windows(
+    folders: list[Path], rng: np.random.Generator, hop_s: float
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The windows of every recording in ``folders`` (the evaluation-set layout of
+    :mod:`flywheel.testset`: ``<uri>.wav|.rttm|.uem``; e.g. ami-debug train, or the flywheel's
+    reviewed set ``data/reviewed-set``), inside their UEM, no background added."""
+    from flywheel.audio import load_audio
+    from flywheel.testset import iter_test_set
 
     out = []
-    for wav in sorted(ami_dir.glob("*.wav")):
-        samples, rate = sf.read(str(wav), dtype="float32", always_2d=True)
-        audio = resample(to_mono(samples), rate, SAMPLE_RATE).astype(np.float32)
-        ref = read_rttm(wav.with_suffix(".rttm")).get(wav.stem, Annotation(uri=wav.stem))
-        uem = read_uem(wav.with_suffix(".uem")).get(wav.stem)
-        out.extend(recording_windows(audio, ref, rng, uem, hop_s=hop_s))
+    for folder in folders:
+        for item in iter_test_set(folder):
+            audio = load_audio(item.audio_path, min_duration=0.0, max_duration=24 * 3600.0)
+            out.extend(recording_windows(audio, item.reference, rng, item.uem, hop_s=hop_s))
     return out
 
 
@@ -128,11 +131,13 @@ def build_pool(
     shards: int,
     data_dir: Path,
     profile: str = "full",
-    ami_hop_s: float = 2.5,
+    recordings_hop_s: float = 2.5,
     seed: int | None = None,
+    recordings: list[Path] | None = None,
 ) -> list[dict]:
     """Build the missing shards: simulated train conversations until each shard holds
-    ``hours / shards`` hours, plus (in every shard) the ami-debug train windows every ``ami_hop_s``."""
+    ``hours / shards`` hours, plus (in every shard) the windows of the labelled real ``recordings``
+    every ``recordings_hop_s`` (default: ``<data_dir>/ami-debug/train`` when it exists)."""
     params = load_params()
     seed = params["seed"] if seed is None else seed
     inventory = Inventory.load(data_dir / "inventory" / profile)
@@ -147,7 +152,9 @@ def build_pool(
     bank = NoiseBank(cfg=BackgroundConfig())
     audio_cache = AudioCache(inventory, keep=True)
     per_shard = int(hours * 3600 / (WINDOW_SAMPLES / SAMPLE_RATE) / shards)
-    ami_dir = data_dir / "ami-debug" / "train"
+    if recordings is None:
+        ami = data_dir / "ami-debug" / "train"
+        recordings = [ami] if ami.is_dir() else []
     done, index = [], FIRST_CONVERSATION
     for shard in range(shards):
         target = out / f"shard-{shard:03d}"
@@ -168,14 +175,14 @@ def build_pool(
                 got = list(recording_windows(conv.waveform, conv.reference, rng, bank=bank))
                 windows.extend(got[: per_shard - len(windows)])
                 bar.update(len(got))
-        real = ami_windows(ami_dir, rng, ami_hop_s) if ami_dir.is_dir() else []
-        done.append(
-            write_shard(
-                windows + real,
-                target,
-                {"conversations": [first, index], "ami_train_windows": len(real), "profile": profile},
-            )
-        )
+        real = labelled_windows(recordings, rng, recordings_hop_s)
+        info = {
+            "conversations": [first, index],
+            "recordings": [str(r) for r in recordings],
+            "recording_windows": len(real),
+            "profile": profile,
+        }
+        done.append(write_shard(windows + real, target, info))
     return done
 
 
@@ -184,10 +191,17 @@ def main(
     hours: float = typer.Option(12.0, help="Hours of simulated train windows in all shards."),
     shards: int = typer.Option(4, help="Number of shards (each written whole)."),
     data_dir: Path = typer.Option(Path("data"), help="Project data folder (inventory, ami-debug)."),
-    ami_hop_s: float = typer.Option(2.5, help="Hop between ami-debug train windows (oversampling)."),
+    recordings: list[Path] = typer.Option(
+        None,
+        help="Folders of labelled real recordings (wav + rttm + uem), repeatable; default: "
+        "<data-dir>/ami-debug/train. The flywheel's reviewed set is data/reviewed-set.",
+    ),
+    recordings_hop_s: float = typer.Option(2.5, help="Hop between those recordings' windows (oversamples)."),
 ) -> None:
     """Build the segmentation fine-tuning pool (exact labels on segmentation-3.0's frames)."""
-    for info in build_pool(out, hours, shards, data_dir, ami_hop_s=ami_hop_s):
+    for info in build_pool(
+        out, hours, shards, data_dir, recordings_hop_s=recordings_hop_s, recordings=recordings or None
+    ):
         typer.echo(json.dumps(info))
 
 

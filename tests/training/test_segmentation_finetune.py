@@ -98,16 +98,52 @@ def test_powerset_loss_leaves_out_three_speaker_frames() -> None:
     assert MAPPING.shape == (7, 3)
 
 
+def _labelled_folder(folder: Path) -> None:
+    """One 25 s recording in the evaluation-set layout: speaker a 2-20 s, UEM 0-25 s."""
+    import soundfile as sf
+
+    from flywheel.segments import write_rttm, write_uem
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    sf.write(folder / "rec.wav", (0.05 * rng.standard_normal(25 * 16000)).astype(np.float32), 16000)
+    reference = _reference([(2.0, 20.0, "a")])
+    reference.uri = "rec"
+    write_rttm(folder / "rec.rttm", reference)
+    write_uem(folder / "rec.uem", "rec", Timeline([Segment(0.0, 25.0)]))
+
+
 def test_pool_shards_are_written_whole_and_resume(smoke_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "pool"
-    infos = build_pool(out, hours=0.01, shards=2, data_dir=smoke_data, profile="smoke")
+    real = tmp_path / "reviewed"
+    _labelled_folder(real)
+    infos = build_pool(
+        out,
+        hours=0.01,
+        shards=2,
+        data_dir=smoke_data,
+        profile="smoke",
+        recordings=[real],
+        recordings_hop_s=5.0,
+    )
     assert [i["windows"] >= 1 for i in infos] == [True, True]
+    assert infos[0]["recording_windows"] in (2, 3)  # 10 s windows every 5 s inside 25 s
     labels = np.load(out / "shard-000" / "labels.npy")
     audio = np.load(out / "shard-000" / "audio.npy")
     assert labels.shape[1:] == (MODEL_FRAMES, 3) and audio.shape[1:] == (WINDOW_SAMPLES,)
     assert labels.any(), "simulated conversations have speech"
+    last = labels[-1]  # the recording's last window: speaker a alone, then silence after 20 s
+    assert last[:, 0].any() and not last[:, 1:].any()
     (out / "shard-001" / "info.json").unlink()
-    again = build_pool(out, hours=0.01, shards=2, data_dir=smoke_data, profile="smoke")
+    again = build_pool(
+        out,
+        hours=0.01,
+        shards=2,
+        data_dir=smoke_data,
+        profile="smoke",
+        recordings=[real],
+        recordings_hop_s=5.0,
+    )
     assert again[0] == json.loads((out / "shard-000" / "info.json").read_text())
     assert again[1]["conversations"] == infos[1]["conversations"]
 
