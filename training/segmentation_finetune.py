@@ -90,13 +90,21 @@ def main(
     save_every: int = typer.Option(50, help="Write last.pt every this many steps."),
     threads: int = typer.Option(2, help="torch threads."),
     seed: int = typer.Option(0, help="Batch order seed."),
+    anchor_weight: float = typer.Option(
+        0.0, help="Weight of KL(pretrained || fine-tuned) on the same windows: keeps what it knew."
+    ),
+    freeze_sincnet: bool = typer.Option(False, help="Keep the SincNet front end as pretrained."),
 ) -> None:
     """Fine-tune segmentation-3.0 on the pool's exact labels; resumable."""
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     data = Pool(pool)
     model = load_segmentation().train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
+    anchor = load_segmentation().eval() if anchor_weight > 0 else None
+    if freeze_sincnet:
+        for param in model.sincnet.parameters():
+            param.requires_grad_(False)
+    opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=lr, weight_decay=1e-2)
     out.mkdir(parents=True, exist_ok=True)
     step = 0
     if (out / "last.pt").exists():
@@ -119,7 +127,14 @@ def main(
         waveforms, labels = data.batch(ids)
         for group in opt.param_groups:
             group["lr"] = rate(step)
-        loss = powerset_loss(model(waveforms), labels)
+        logprobs = model(waveforms)
+        loss = powerset_loss(logprobs, labels)
+        if anchor is not None:
+            with torch.no_grad():
+                reference = anchor(waveforms)
+            # the powerset classes are the same local speakers in both (same input, same start)
+            kl = (reference.exp() * (reference - logprobs)).sum(-1).mean()
+            loss = loss + anchor_weight * kl
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -165,7 +165,7 @@ def test_fine_tuning_resumes_and_exports_a_self_describing_onnx(smoke_data: Path
 
     def teacher_python(*args: str) -> str:
         proc = subprocess.run(
-            [str(TEACHER_PYTHON), "-m", *args],
+            [str(TEACHER_PYTHON), *(args if args[0] == "-c" else ("-m", *args))],
             capture_output=True,
             text=True,
             cwd=REPO_ROOT,
@@ -206,3 +206,20 @@ def test_fine_tuning_resumes_and_exports_a_self_describing_onnx(smoke_data: Path
     assert meta["extra"]["parity_max_probability_diff"] < 1e-3
     logprobs, _ = backend(np.load(pool / "shard-000" / "audio.npy")[:1].astype(np.float32) / 32767)
     assert np.allclose(np.exp(logprobs).sum(-1), 1.0, atol=1e-3)
+
+    anchored = tmp_path / "anchored"
+    options = ["--anchor-weight", "1.0", "--freeze-sincnet", "--steps", "2"]
+    teacher_python(
+        "training.segmentation_finetune", *common[:2], "--out", str(anchored), *common[4:], *options
+    )
+    moved = teacher_python(
+        "-c",
+        "import json, torch\n"
+        "from training.teacher_export import load_segmentation\n"
+        f"tuned = torch.load('{anchored / 'last.pt'}', weights_only=False)['model']\n"
+        "base = load_segmentation().state_dict()\n"
+        "print(json.dumps({k: float((tuned[k] - base[k]).abs().max()) for k in base}))",
+    )
+    change = json.loads(moved.strip().splitlines()[-1])
+    assert all(v == 0.0 for k, v in change.items() if k.startswith("sincnet.")), "SincNet stays pretrained"
+    assert any(v > 0.0 for k, v in change.items() if k.startswith("lstm.")), "the rest is trained"
