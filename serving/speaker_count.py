@@ -18,6 +18,7 @@ import numpy as np
 
 from flywheel.audio import SAMPLE_RATE
 from flywheel.clustering import agglomerative_cluster, unit_rows
+from flywheel.systems.neural import SpeakerAssignment
 
 
 def split_shared_slots(
@@ -78,7 +79,7 @@ def diarize_with_count(system: Any, samples: np.ndarray, num_speakers: int | Non
             assignment.slots, active, local.activity, local.embeddings, k, num_speakers, threshold
         )
         # the split speakers have no dense windows: no window labels, so no solo override undoes them
-        assignment = type(assignment)(slots, k)
+        assignment = SpeakerAssignment(slots, k)
     annotation = system.stitch(local, assignment, uri="audio")
     found = len(annotation.labels())
     if found >= num_speakers:

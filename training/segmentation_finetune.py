@@ -73,10 +73,9 @@ class Pool:
 
     def batch(self, ids: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """``(waveforms (B, 1, 160000) float, labels (B, 589, 3) float)``."""
-        audio = (
-            np.stack([self.audio[s][i] for s, i in (self.index[j] for j in ids)]).astype(np.float32) / 32767
-        )
-        labels = np.stack([self.labels[s][i] for s, i in (self.index[j] for j in ids)]).astype(np.float32)
+        picked = [self.index[j] for j in ids]
+        audio = np.stack([self.audio[s][i] for s, i in picked]).astype(np.float32) / 32767
+        labels = np.stack([self.labels[s][i] for s, i in picked]).astype(np.float32)
         return torch.from_numpy(audio)[:, None], torch.from_numpy(labels)
 
 

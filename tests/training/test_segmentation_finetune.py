@@ -117,15 +117,19 @@ def test_pool_shards_are_written_whole_and_resume(smoke_data: Path, tmp_path: Pa
     out = tmp_path / "pool"
     real = tmp_path / "reviewed"
     _labelled_folder(real)
-    infos = build_pool(
-        out,
-        hours=0.01,
-        shards=2,
-        data_dir=smoke_data,
-        profile="smoke",
-        recordings=[real],
-        recordings_hop_s=5.0,
-    )
+
+    def build() -> list[dict]:
+        return build_pool(
+            out,
+            hours=0.01,
+            shards=2,
+            data_dir=smoke_data,
+            profile="smoke",
+            recordings=[real],
+            recordings_hop_s=5.0,
+        )
+
+    infos = build()
     assert [i["windows"] >= 1 for i in infos] == [True, True]
     assert infos[0]["recording_windows"] in (2, 3)  # 10 s windows every 5 s inside 25 s
     labels = np.load(out / "shard-000" / "labels.npy")
@@ -135,15 +139,7 @@ def test_pool_shards_are_written_whole_and_resume(smoke_data: Path, tmp_path: Pa
     last = labels[-1]  # the recording's last window: speaker a alone, then silence after 20 s
     assert last[:, 0].any() and not last[:, 1:].any()
     (out / "shard-001" / "info.json").unlink()
-    again = build_pool(
-        out,
-        hours=0.01,
-        shards=2,
-        data_dir=smoke_data,
-        profile="smoke",
-        recordings=[real],
-        recordings_hop_s=5.0,
-    )
+    again = build()
     assert again[0] == json.loads((out / "shard-000" / "info.json").read_text())
     assert again[1]["conversations"] == infos[1]["conversations"]
 
