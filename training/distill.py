@@ -10,6 +10,10 @@ labels, segmentation-3.0 posteriors and one CAM++ embedding per local speaker. P
   frames) and the CAM++ embedding of the same speech, centred by the pool mean as our embedding head
   centres its own. No speaker labels: the geometry is CAM++'s, learnt from ~200k speakers.
 
+An arm with shorter chunks or a finer frame grid than the pool's (DistilHuBERT: 1.5 s at 20 ms) trains
+on a random crop of each pool chunk, its labels and teacher posteriors repeated onto its grid
+(:func:`crop_chunk`); a crop keeps its speakers' CAM++ targets (the same voices).
+
 Checkpoints are chosen by DER on a real-voice dev set (``dev_set``, default ``real/dev-real``), as
 served (the arm's ``systems`` settings, cosine threshold picked on a grid); ``last.pt`` (weights +
 optimiser + state) resumes an interrupted run.
@@ -30,6 +34,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from flywheel.audio import SAMPLE_RATE
 from flywheel.config import get_settings, load_params, resolve_recipe
 from flywheel.features import FeatureConfig, limit_blas_threads, model_input
 from training.data import ChunkConfig
@@ -57,7 +62,7 @@ class DistillConfig:
     hard_weight: float = 1.0
     soft_weight: float = 1.0
     embed_weight: float = 2.0
-    min_embedding_frames: int = 12  # 40 ms frames of solo speech for an embedding target to count
+    min_embedding_frames: int = 12  # model frames of solo speech for an embedding target to count
     gain_db: float = 6.0  # random per-chunk gain (the model removes the mean log energy; clipping stays)
     init_from: str | None = None  # a best.pt/last.pt of the same architecture
     workers: int = 1
@@ -114,10 +119,43 @@ def pool_shards(dirs: list[Path]) -> list[Path]:
     return shards
 
 
+def crop_chunk(
+    audio: np.ndarray,
+    frames: list[np.ndarray],
+    pool: ChunkConfig,
+    chunk: ChunkConfig,
+    start_frame: int,
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """``chunk``'s crop of one pool chunk from pool frame ``start_frame``: its samples and each of
+    ``frames`` (``(pool frames, ...)`` arrays on the pool's grid) repeated onto ``chunk``'s grid.
+
+    Raises:
+        ValueError: ``chunk`` is longer than the pool's chunks, its frames do not divide the pool's, or
+            the crop runs past the pool chunk's end.
+    """
+    repeat = pool.frame_s / chunk.frame_s
+    if chunk.chunk_s > pool.chunk_s + 1e-9 or abs(repeat - round(repeat)) > 1e-6:
+        raise ValueError(f"cannot crop {chunk} out of pool chunks {pool}")
+    needed = math.ceil(chunk.chunk_s / pool.frame_s - 1e-9)
+    if not 0 <= start_frame <= pool.num_frames - needed:
+        raise ValueError(f"crop start {start_frame} outside 0..{pool.num_frames - needed}")
+    first = int(round(start_frame * pool.frame_s * SAMPLE_RATE))
+    times = int(round(repeat))
+    span = slice(start_frame, start_frame + needed)
+    cropped = [np.repeat(f[span], times, axis=0)[: chunk.num_frames] for f in frames]
+    return audio[first : first + chunk.num_samples], cropped
+
+
+def pool_chunk_config(shard: Path) -> ChunkConfig:
+    """The chunk grid a pool shard was written on (its ``info.json``)."""
+    return ChunkConfig(**json.loads((shard / "info.json").read_text())["chunk"])
+
+
 class PoolChunks(Dataset):
     """The pool as ``(features, labels, teacher, targets, embedded)`` items; shards are memory-mapped.
 
-    ``targets`` are the CAM++ embeddings centred by the pool mean and L2-normalised.
+    ``targets`` are the CAM++ embeddings centred by the pool mean and L2-normalised. With ``chunk``
+    shorter or finer than the pool's grid, each item is a random crop (:func:`crop_chunk`).
     """
 
     def __init__(
@@ -127,8 +165,13 @@ class PoolChunks(Dataset):
         gain_db: float = 0.0,
         max_chunks: int | None = None,
         seed: int = 0,
+        chunk: ChunkConfig | None = None,
     ):
         shards = pool_shards(pool_dir if isinstance(pool_dir, list) else [pool_dir])
+        self.pool_chunk = pool_chunk_config(shards[0])
+        if any(pool_chunk_config(s) != self.pool_chunk for s in shards[1:]):
+            raise ValueError(f"pool shards on different chunk grids: {shards}")
+        self.chunk = chunk if chunk is not None and chunk != self.pool_chunk else None
         self.shards = [{k: np.load(s / f"{k}.npy", mmap_mode="r") for k in SHARD_FILES} for s in shards]
         self.offsets = np.cumsum([0] + [len(s["audio"]) for s in self.shards])
         self.length = int(self.offsets[-1]) if max_chunks is None else min(int(self.offsets[-1]), max_chunks)
@@ -153,8 +196,16 @@ class PoolChunks(Dataset):
         s = int(np.searchsorted(self.offsets, i, side="right")) - 1
         shard, j = self.shards[s], i - int(self.offsets[s])
         audio = shard["audio"][j].astype(np.float32) / 32767.0
+        labels = np.array(shard["labels"][j], dtype=np.float32)
+        teacher = np.array(shard["teacher"][j], dtype=np.float32)
+        rng = np.random.default_rng((self.seed, i, torch.initial_seed() % 2**32))
+        if self.chunk is not None:
+            needed = math.ceil(self.chunk.chunk_s / self.pool_chunk.frame_s - 1e-9)
+            start = int(rng.integers(0, self.pool_chunk.num_frames - needed + 1))
+            audio, (labels, teacher) = crop_chunk(
+                audio, [labels, teacher], self.pool_chunk, self.chunk, start
+            )
         if self.gain_db:
-            rng = np.random.default_rng((self.seed, i, torch.initial_seed() % 2**32))
             audio = np.clip(audio * np.float32(10 ** (rng.uniform(-1, 1) * self.gain_db / 20)), -1, 1)
         emb = np.array(shard["embeddings"][j], dtype=np.float32)
         emb /= np.linalg.norm(emb, axis=1, keepdims=True) + 1e-8
@@ -162,8 +213,8 @@ class PoolChunks(Dataset):
         targets /= np.linalg.norm(targets, axis=1, keepdims=True) + 1e-8
         return (
             torch.from_numpy(np.ascontiguousarray(model_input(audio, self.features))),
-            torch.from_numpy(np.array(shard["labels"][j], dtype=np.float32)),
-            torch.from_numpy(np.array(shard["teacher"][j], dtype=np.float32)),
+            torch.from_numpy(np.ascontiguousarray(labels)),
+            torch.from_numpy(np.ascontiguousarray(teacher)),
             torch.from_numpy(targets.astype(np.float32)),
             torch.from_numpy(np.array(shard["embedded"][j], dtype=bool)),
         )
@@ -216,7 +267,7 @@ def distill(
     features = FeatureConfig(**params["models"][model_type].get("features", {}))
     system_params = params.get("systems", {}).get(model_type, {})
     pools = [data_dir / p for p in ([cfg.pool] if isinstance(cfg.pool, str) else cfg.pool)]
-    dataset = PoolChunks(pools, features, cfg.gain_db, cfg.max_chunks, params["seed"])
+    dataset = PoolChunks(pools, features, cfg.gain_db, cfg.max_chunks, params["seed"], chunk)
     dev_dir = data_dir / cfg.dev_set
 
     model = build_model(model_type, params, **cfg.architecture)

@@ -164,3 +164,46 @@ def test_a_pool_can_mix_directories_and_single_shards(smoke_pool: Path, tmp_path
     assert len(mixed) == 2 * len(PoolChunks(smoke_pool))
     with pytest.raises(FileNotFoundError, match="distill-pool"):
         pool_shards([tmp_path])
+
+
+def test_crop_chunk_repeats_pool_frames_onto_a_finer_grid() -> None:
+    from training.data import ChunkConfig
+    from training.distill import crop_chunk
+
+    pool, arm = ChunkConfig(5.0, 0.04), ChunkConfig(1.5, 0.02)
+    audio = np.arange(80000, dtype=np.float32)
+    frames = np.arange(125, dtype=np.float32)[:, None] * np.ones((1, 3), dtype=np.float32)
+    crop, (labels,) = crop_chunk(audio, [frames], pool, arm, start_frame=10)
+    assert crop.shape == (24000,) and crop[0] == 10 * 640  # 40 ms frames of 640 samples
+    assert labels.shape == (75, 3)
+    # 20 ms frame k lies inside 40 ms pool frame 10 + k // 2
+    assert np.array_equal(labels[:, 0], 10 + np.arange(75) // 2)
+    last = 125 - 38  # 1.5 s needs 38 pool frames
+    assert crop_chunk(audio, [frames], pool, arm, start_frame=last)[0].shape == (24000,)
+    with pytest.raises(ValueError, match="outside"):
+        crop_chunk(audio, [frames], pool, arm, start_frame=last + 1)
+    with pytest.raises(ValueError, match="cannot crop"):
+        crop_chunk(audio, [frames], arm, pool, start_frame=0)
+
+
+@needs_teacher
+def test_distilhubert_distils_on_crops_of_the_pool(
+    smoke_pool: Path, smoke_data: Path, params: dict, tmp_path: Path
+) -> None:
+    from flywheel.features import FeatureConfig
+    from training.data import ChunkConfig
+    from training.distill import PoolChunks
+
+    arm = params["models"]["distilhubert"]
+    crops = PoolChunks(smoke_pool, FeatureConfig(**arm["features"]), chunk=ChunkConfig(**arm["chunk"]))
+    audio, labels, teacher, targets, embedded = crops[0]
+    assert audio.shape == (24000,) and labels.shape == (75, 3) and teacher.shape == (75, 7)
+    assert targets.shape == (3, 192) and embedded.shape == (3,)
+    assert torch.allclose(teacher.sum(-1), torch.ones(75), atol=1e-2)
+    from training.distill import distill
+
+    out = tmp_path / "hubert"
+    summary = distill("distilhubert", "smoke", out, params=params, data_dir=smoke_data, resume=False)
+    assert summary["epochs"] == 1 and summary["steps"] == 4  # 16 crops in batches of 4
+    best = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
+    assert best["model_type"] == "distilhubert" and best["config"]["embedding_dim"] == 192
