@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 PROFILE ?= smoke
 FAST_CNN_CKPT ?= checkpoints/fast-cnn/teacher/best.pt
+DISTILHUBERT_CKPT ?= checkpoints/distilhubert/teacher/best.pt
 
 .PHONY: help setup test lint data data-smoke data-full train-fast-cnn release-fast-cnn train-distilhubert release-distilhubert benchmark clean mlflow mlflow-stop up down load-test
 
@@ -33,8 +34,9 @@ train-fast-cnn: setup  ## distil the Fast CNN from the teacher (pool of teacher 
 	$(BIN)/dvc repro distill-pool@full
 	$(BIN)/flywheel distill --model fast-cnn --recipe teacher
 
-train-distilhubert: setup  ## train DistilHuBERT from scratch (INIT=path/to/distilhubert for the pretrained start)
-	$(BIN)/flywheel train --model distilhubert --config full $(if $(INIT),--init-from $(INIT))
+train-distilhubert: setup  ## distil DistilHuBERT from the teacher (from scratch; first 2 pool shards, ~1.5 h; resumes)
+	$(BIN)/flywheel data distill-pool --profile full --shard 0 --shard 1
+	$(BIN)/flywheel distill --model distilhubert --recipe teacher
 
 mlflow: setup  ## MLflow tracking server + registry at http://127.0.0.1:5000 (background; runtime/mlflow/)
 	$(BIN)/flywheel mlflow
@@ -72,12 +74,14 @@ release-fast-cnn: setup  ## tune pooling + threshold on dev-real + ami dev, expo
 	$(BIN)/python benchmarks/diarization.py --systems baseline,senko,pyannote,teacher,fast-cnn,distilhubert
 	$(BIN)/python scripts/release_card.py fast-cnn
 
-release-distilhubert: setup  ## export DistilHuBERT (static int8), tune its threshold on dev, benchmark, write the card
-	$(BIN)/flywheel export-onnx --checkpoint checkpoints/distilhubert/full/best.pt --model-type distilhubert \
+release-distilhubert: setup  ## export the distilled DistilHuBERT (int8), tune its threshold on dev-real + ami dev, benchmark, card
+	$(BIN)/flywheel export-onnx --checkpoint $(DISTILHUBERT_CKPT) --model-type distilhubert \
 		--optimization-level extended --quantize int8 --out models/release/distilhubert.onnx
-	$(BIN)/flywheel tune --system distilhubert --dev-set data/conversations/full/dev \
-		--model-path models/release/distilhubert.onnx --thresholds 0.05:0.95:0.025 --write-params
+	$(BIN)/flywheel tune --system distilhubert --dev-set data/real/dev-real --dev-set data/ami-debug/development \
+		--model-path models/release/distilhubert.onnx --thresholds 0.1:0.8:0.05 --write-params
+	$(BIN)/python scripts/stamp_pipeline.py distilhubert
 	$(BIN)/python benchmarks/diarization.py --systems baseline,fast-cnn,distilhubert
+	$(BIN)/python scripts/release_card.py distilhubert
 	$(BIN)/python scripts/release_card.py distilhubert
 
 benchmark: setup  ## accuracy + speed of every system side by side (reports/benchmarks/diarization.json)

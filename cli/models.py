@@ -47,12 +47,19 @@ def distill(
         None, "--out-dir", "-o", help="Checkpoints (default: checkpoints/<model>/<recipe>)."
     ),
     resume: bool = typer.Option(True, help="Resume from <out-dir>/last.pt when it exists."),
+    init_from: Path = typer.Option(
+        None,
+        "--init-from",
+        help="Start a new run from these weights (else the recipe's init_from): a checkpoint of the same "
+        "architecture, or for distilhubert a local ntu-spml/distilhubert encoder (directory with "
+        "config.json + weights). Nothing is downloaded.",
+    ),
 ) -> None:
     """Distil an arm from the teacher: segmentation-3.0 posteriors + CAM++ embeddings of the
     distillation pool (`flywheel data distill-pool`), checkpoints chosen on real-voice dev DER."""
     from training.distill import distill as run_distill
 
-    summary = run_distill(model, recipe, out_dir, resume=resume)
+    summary = run_distill(model, recipe, out_dir, resume=resume, init_from=init_from)
     typer.echo(
         f"best dev DER {summary['best_dev_der']:.4f} on {summary['dev_set']} (threshold "
         f"{summary['best_threshold']}) after {summary['epochs']} epochs -> {summary['checkpoint']}"

@@ -64,7 +64,7 @@ class DistillConfig:
     embed_weight: float = 2.0
     min_embedding_frames: int = 12  # model frames of solo speech for an embedding target to count
     gain_db: float = 6.0  # random per-chunk gain (the model removes the mean log energy; clipping stays)
-    init_from: str | None = None  # a best.pt/last.pt of the same architecture
+    init_from: str | None = None  # a best.pt/last.pt of the same architecture, or a pretrained encoder
     workers: int = 1
     threads: int = 1
     max_chunks: int | None = None  # use only the first chunks of the pool (smoke)
@@ -252,12 +252,18 @@ def distill(
     params: dict[str, Any] | None = None,
     data_dir: Path | None = None,
     resume: bool = True,
+    init_from: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Run distillation recipe ``name`` for ``model_type``; returns the summary (also ``summary.json``)."""
-    from training.train import _save_best, dev_der, init_worker, lr_at, new_run_state
+    """Run distillation recipe ``name`` for ``model_type``; returns the summary (also ``summary.json``).
+
+    ``init_from`` (else the recipe's) starts a new run from a training checkpoint of the same
+    architecture or, for DistilHuBERT, a local pretrained encoder (``ntu-spml/distilhubert`` layout).
+    """
+    from training.train import _save_best, dev_der, init_worker, load_pretrained_encoder, lr_at, new_run_state
 
     params = params or load_params()
     cfg = DistillConfig.load(model_type, name, params)
+    init_from = init_from or cfg.init_from
     data_dir = data_dir or get_settings().data_dir
     out = Path(out_dir or Path("checkpoints") / model_type / name)
     out.mkdir(parents=True, exist_ok=True)
@@ -282,9 +288,9 @@ def distill(
         optimizer.load_state_dict(ckpt["optimizer"])
         state = ckpt["state"]
         print(f"resumed from {last}: epoch {state['epoch']}, best dev DER {state['best_der']:.4f}")
-    elif cfg.init_from:
-        model.load_state_dict(torch.load(cfg.init_from, map_location="cpu", weights_only=False)["model"])
-        print(f"initialised from {cfg.init_from}")
+    elif init_from and not load_pretrained_encoder(model, Path(init_from)):
+        model.load_state_dict(torch.load(init_from, map_location="cpu", weights_only=False)["model"])
+        print(f"initialised from {init_from}")
     print(
         f"{model_type} ({sum(p.numel() for p in model.parameters()):,} parameters), "
         f"{len(dataset)} pool chunks ({len(dataset) * chunk.chunk_s / 3600:.1f} h), dev {dev_dir}"

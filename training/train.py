@@ -628,21 +628,32 @@ def training_step(
     return seg_loss, spk_loss, kd_loss
 
 
+def load_pretrained_encoder(model: torch.nn.Module, path: Path) -> bool:
+    """Load a pretrained encoder (a Hugging Face directory, ``.safetensors`` or ``.bin``) into a model
+    whose module has a ``load_pretrained`` (DistilHuBERT); False when ``path`` is a training checkpoint.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: the model cannot load pretrained encoder weights.
+    """
+    if not path.exists():
+        raise FileNotFoundError(f"init_from {path} not found")
+    if not (path.is_dir() or path.suffix in (".safetensors", ".bin")):
+        return False
+    module = sys.modules[type(model).__module__]
+    if not hasattr(module, "load_pretrained"):
+        raise ValueError(f"{type(model).__name__} cannot load pretrained encoder weights from {path}")
+    missing = module.load_pretrained(model, path)
+    print(f"pretrained encoder from {path}" + (f" ({len(missing)} tensors left random)" if missing else ""))
+    return True
+
+
 def _init_weights(model: torch.nn.Module, speaker_head: AAMSoftmax, path: Path) -> None:
     """Start from the weights of another run (its speaker head too when the speaker set matches; a
     Fast CNN with more blocks grows from a smaller one, see ``FastCNN.load_grown``), or
     from a pretrained encoder (a Hugging Face directory, ``.safetensors`` or ``.bin``) for models that
     have a ``load_pretrained`` (DistilHuBERT)."""
-    if not path.exists():
-        raise FileNotFoundError(f"init_from {path} not found")
-    if path.is_dir() or path.suffix in (".safetensors", ".bin"):
-        module = sys.modules[type(model).__module__]
-        if not hasattr(module, "load_pretrained"):
-            raise ValueError(f"{type(model).__name__} cannot load pretrained encoder weights from {path}")
-        missing = module.load_pretrained(model, path)
-        print(
-            f"pretrained encoder from {path}" + (f" ({len(missing)} tensors left random)" if missing else "")
-        )
+    if load_pretrained_encoder(model, path):
         return
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     grown = ""

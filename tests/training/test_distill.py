@@ -186,13 +186,30 @@ def test_crop_chunk_repeats_pool_frames_onto_a_finer_grid() -> None:
         crop_chunk(audio, [frames], arm, pool, start_frame=0)
 
 
+TINY_HUBERT = {  # the DistilHuBERT architecture, small enough for seconds of training
+    "hidden_size": 64,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 4,
+    "intermediate_size": 128,
+    "conv_dim": [32] * 7,
+    "num_conv_pos_embeddings": 16,
+    "num_conv_pos_embedding_groups": 4,
+    "embedding_hidden": 64,
+}
+
+
 @needs_teacher
-def test_distilhubert_distils_on_crops_of_the_pool(
+def test_distilhubert_distils_on_crops_of_the_pool_from_a_pretrained_encoder(
     smoke_pool: Path, smoke_data: Path, params: dict, tmp_path: Path
 ) -> None:
+    import copy
+
+    from transformers import HubertModel
+
     from flywheel.features import FeatureConfig
     from training.data import ChunkConfig
-    from training.distill import PoolChunks
+    from training.distill import PoolChunks, distill
+    from training.models.distilhubert import DistilHubertConfig
 
     arm = params["models"]["distilhubert"]
     crops = PoolChunks(smoke_pool, FeatureConfig(**arm["features"]), chunk=ChunkConfig(**arm["chunk"]))
@@ -200,10 +217,21 @@ def test_distilhubert_distils_on_crops_of_the_pool(
     assert audio.shape == (24000,) and labels.shape == (75, 3) and teacher.shape == (75, 7)
     assert targets.shape == (3, 192) and embedded.shape == (3,)
     assert torch.allclose(teacher.sum(-1), torch.ones(75), atol=1e-2)
-    from training.distill import distill
 
+    tiny = copy.deepcopy(params)
+    tiny["models"]["distilhubert"].update(TINY_HUBERT)
+    config = {k: tuple(v) if isinstance(v, list) else v for k, v in TINY_HUBERT.items()}
+    torch.manual_seed(1)
+    encoder = HubertModel(DistilHubertConfig(**config).hubert_config())
+    encoder.save_pretrained(tmp_path / "pretrained")  # the ntu-spml/distilhubert layout
     out = tmp_path / "hubert"
-    summary = distill("distilhubert", "smoke", out, params=params, data_dir=smoke_data, resume=False)
+    summary = distill(
+        "distilhubert", "smoke", out, params=tiny, data_dir=smoke_data, resume=False,
+        init_from=tmp_path / "pretrained",
+    )  # fmt: skip
     assert summary["epochs"] == 1 and summary["steps"] == 4  # 16 crops in batches of 4
     best = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
     assert best["model_type"] == "distilhubert" and best["config"]["embedding_dim"] == 192
+    key = "feature_extractor.conv_layers.1.conv.weight"
+    moved = (best["model"][f"hubert.{key}"] - encoder.state_dict()[key]).abs().max()
+    assert moved < 0.01  # 4 small steps away from the pretrained encoder, not a random start
