@@ -82,7 +82,6 @@ release-distilhubert: setup  ## export the distilled DistilHuBERT (int8), tune i
 	$(BIN)/python scripts/stamp_pipeline.py distilhubert
 	$(BIN)/python benchmarks/diarization.py --systems baseline,fast-cnn,distilhubert
 	$(BIN)/python scripts/release_card.py distilhubert
-	$(BIN)/python scripts/release_card.py distilhubert
 
 benchmark: setup  ## accuracy + speed of every system side by side (reports/benchmarks/diarization.json)
 	$(BIN)/python benchmarks/diarization.py --systems baseline,fast-cnn,distilhubert

@@ -15,7 +15,7 @@ from flywheel.config import load_params
 
 # the real services (MLflow, Label Studio) and the Serve launcher, shared by every test folder; the MLflow
 # store fixtures of tests/registry and tests/experiments
-pytest_plugins = ["service_fixtures", "mlflow_fixtures"]
+pytest_plugins = ["service_fixtures", "mlflow_fixtures", "distilhubert_fixtures"]
 
 
 @pytest.fixture(scope="session")

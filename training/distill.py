@@ -119,6 +119,11 @@ def pool_shards(dirs: list[Path]) -> list[Path]:
     return shards
 
 
+def crop_pool_frames(pool: ChunkConfig, chunk: ChunkConfig) -> int:
+    """How many of the pool's frames one ``chunk`` crop covers (a partial last frame counts)."""
+    return math.ceil(chunk.chunk_s / pool.frame_s - 1e-9)
+
+
 def crop_chunk(
     audio: np.ndarray,
     frames: list[np.ndarray],
@@ -136,7 +141,7 @@ def crop_chunk(
     repeat = pool.frame_s / chunk.frame_s
     if chunk.chunk_s > pool.chunk_s + 1e-9 or abs(repeat - round(repeat)) > 1e-6:
         raise ValueError(f"cannot crop {chunk} out of pool chunks {pool}")
-    needed = math.ceil(chunk.chunk_s / pool.frame_s - 1e-9)
+    needed = crop_pool_frames(pool, chunk)
     if not 0 <= start_frame <= pool.num_frames - needed:
         raise ValueError(f"crop start {start_frame} outside 0..{pool.num_frames - needed}")
     first = int(round(start_frame * pool.frame_s * SAMPLE_RATE))
@@ -172,6 +177,10 @@ class PoolChunks(Dataset):
         if any(pool_chunk_config(s) != self.pool_chunk for s in shards[1:]):
             raise ValueError(f"pool shards on different chunk grids: {shards}")
         self.chunk = chunk if chunk is not None and chunk != self.pool_chunk else None
+        # crop starts 0 .. crop_starts - 1 (pool frames)
+        self.crop_starts = (
+            self.pool_chunk.num_frames - crop_pool_frames(self.pool_chunk, chunk) + 1 if self.chunk else 0
+        )
         self.shards = [{k: np.load(s / f"{k}.npy", mmap_mode="r") for k in SHARD_FILES} for s in shards]
         self.offsets = np.cumsum([0] + [len(s["audio"]) for s in self.shards])
         self.length = int(self.offsets[-1]) if max_chunks is None else min(int(self.offsets[-1]), max_chunks)
@@ -200,8 +209,7 @@ class PoolChunks(Dataset):
         teacher = np.array(shard["teacher"][j], dtype=np.float32)
         rng = np.random.default_rng((self.seed, i, torch.initial_seed() % 2**32))
         if self.chunk is not None:
-            needed = math.ceil(self.chunk.chunk_s / self.pool_chunk.frame_s - 1e-9)
-            start = int(rng.integers(0, self.pool_chunk.num_frames - needed + 1))
+            start = int(rng.integers(0, self.crop_starts))
             audio, (labels, teacher) = crop_chunk(
                 audio, [labels, teacher], self.pool_chunk, self.chunk, start
             )

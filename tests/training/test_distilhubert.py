@@ -13,26 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from distilhubert_fixtures import TINY, tiny_config
 
 from training.models.distilhubert import DistilHubert, DistilHubertConfig, load_pretrained
 from training.models.heads import count_parameters
 from training.models.registry import build_model
-
-TINY = {
-    "hidden_size": 64,
-    "num_hidden_layers": 1,
-    "num_attention_heads": 4,
-    "intermediate_size": 128,
-    "conv_dim": [32] * 7,
-    "num_conv_pos_embeddings": 16,
-    "num_conv_pos_embedding_groups": 4,
-    "embedding_hidden": 64,
-    "embedding_dim": 32,
-}
-
-
-def tiny_config() -> DistilHubertConfig:
-    return DistilHubertConfig(**{**TINY, "conv_dim": tuple(TINY["conv_dim"])})
 
 
 def test_full_size_matches_distilhubert(params: dict) -> None:
@@ -59,19 +44,6 @@ def test_gain_invariance() -> None:
         a, _ = model(x)
         b, _ = model(x * 0.01)
     assert torch.allclose(a, b, atol=1e-3)
-
-
-@pytest.fixture(scope="module")
-def pretrained_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small checkpoint in the ntu-spml/distilhubert layout (config.json + model.safetensors)."""
-    from transformers import HubertModel
-
-    torch.manual_seed(1)
-    encoder = HubertModel(tiny_config().hubert_config())
-    path = tmp_path_factory.mktemp("distilhubert-pretrained")
-    encoder.save_pretrained(path)
-    assert (path / "config.json").exists()
-    return path
 
 
 def test_load_pretrained_copies_every_encoder_weight(pretrained_dir: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from distilhubert_fixtures import TINY
 
 from flywheel.pretrained import CAMPPLUS_ONNX, SEGMENTATION_ONNX
 from pipelines.background_noise import FILLETS_DIR, BackgroundConfig, NoiseBank
@@ -186,21 +187,9 @@ def test_crop_chunk_repeats_pool_frames_onto_a_finer_grid() -> None:
         crop_chunk(audio, [frames], arm, pool, start_frame=0)
 
 
-TINY_HUBERT = {  # the DistilHuBERT architecture, small enough for seconds of training
-    "hidden_size": 64,
-    "num_hidden_layers": 1,
-    "num_attention_heads": 4,
-    "intermediate_size": 128,
-    "conv_dim": [32] * 7,
-    "num_conv_pos_embeddings": 16,
-    "num_conv_pos_embedding_groups": 4,
-    "embedding_hidden": 64,
-}
-
-
 @needs_teacher
 def test_distilhubert_distils_on_crops_of_the_pool_from_a_pretrained_encoder(
-    smoke_pool: Path, smoke_data: Path, params: dict, tmp_path: Path
+    smoke_pool: Path, smoke_data: Path, params: dict, tmp_path: Path, pretrained_dir: Path
 ) -> None:
     import copy
 
@@ -209,7 +198,6 @@ def test_distilhubert_distils_on_crops_of_the_pool_from_a_pretrained_encoder(
     from flywheel.features import FeatureConfig
     from training.data import ChunkConfig
     from training.distill import PoolChunks, distill
-    from training.models.distilhubert import DistilHubertConfig
 
     arm = params["models"]["distilhubert"]
     crops = PoolChunks(smoke_pool, FeatureConfig(**arm["features"]), chunk=ChunkConfig(**arm["chunk"]))
@@ -219,19 +207,15 @@ def test_distilhubert_distils_on_crops_of_the_pool_from_a_pretrained_encoder(
     assert torch.allclose(teacher.sum(-1), torch.ones(75), atol=1e-2)
 
     tiny = copy.deepcopy(params)
-    tiny["models"]["distilhubert"].update(TINY_HUBERT)
-    config = {k: tuple(v) if isinstance(v, list) else v for k, v in TINY_HUBERT.items()}
-    torch.manual_seed(1)
-    encoder = HubertModel(DistilHubertConfig(**config).hubert_config())
-    encoder.save_pretrained(tmp_path / "pretrained")  # the ntu-spml/distilhubert layout
+    tiny["models"]["distilhubert"].update(TINY)
+    encoder = HubertModel.from_pretrained(pretrained_dir, local_files_only=True)
     out = tmp_path / "hubert"
     summary = distill(
-        "distilhubert", "smoke", out, params=tiny, data_dir=smoke_data, resume=False,
-        init_from=tmp_path / "pretrained",
-    )  # fmt: skip
+        "distilhubert", "smoke", out, params=tiny, data_dir=smoke_data, resume=False, init_from=pretrained_dir
+    )
     assert summary["epochs"] == 1 and summary["steps"] == 4  # 16 crops in batches of 4
     best = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
-    assert best["model_type"] == "distilhubert" and best["config"]["embedding_dim"] == 192
+    assert best["model_type"] == "distilhubert" and best["config"]["embedding_dim"] == 192  # CAM++'s
     key = "feature_extractor.conv_layers.1.conv.weight"
     moved = (best["model"][f"hubert.{key}"] - encoder.state_dict()[key]).abs().max()
     assert moved < 0.01  # 4 small steps away from the pretrained encoder, not a random start
