@@ -3,11 +3,15 @@
 The live app runs two arms (``fast-cnn`` and ``distilhubert``) on the ``smoke_onnx`` model and the
 real ``teacher`` (weight 0, its shipped limits: the overload test drives it past them), in the shipped
 topology (``fast-cnn`` inside the one ingress replica, the others in their deployments), bound to
-127.0.0.1, in the throughput-optimised mode; it is shut down (Ray included) at the end of the session.
+127.0.0.1, in the throughput-optimised mode. It is shut down (Ray included) as soon as the last test
+under ``tests/serving/`` has run (:func:`pytest_runtest_teardown`), not at the end of the session: left
+running, its replicas kept two cores busy enough that the Ray job test's own head (tests/training) did
+not register its raylet within Ray's fixed 30 s (CI, twice).
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 import shutil
 import socket
@@ -55,6 +59,17 @@ def free_port(low: int = 20000, high: int = 29000) -> int:
     raise RuntimeError("no free port")
 
 
+SERVING_TESTS = Path(__file__).parent
+_live_stack = contextlib.ExitStack()  # the live app's serve_app context, closed by the hook below
+
+
+@pytest.hookimpl(trylast=True)  # after the item's own fixtures are torn down
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Stop the live app after the last test of this directory (pytest keeps a directory's tests together)."""
+    if nextitem is None or not nextitem.path.is_relative_to(SERVING_TESTS):
+        _live_stack.close()
+
+
 @pytest.fixture(scope="session")
 def live(smoke_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
     """One Ray Serve app for the session (about 30-60 s to start on two busy cores)."""
@@ -91,5 +106,8 @@ def live(smoke_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         },
     }
     app["deployments"][0]["user_config"] = {"weights": {"fast-cnn": 0.5, "distilhubert": 0.5}}
-    with serve_app(config, env, direct_min) as ports:
+    ports = _live_stack.enter_context(serve_app(config, env, direct_min))
+    try:
         yield LiveApp(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{ports[0]}", runtime, reload_model)
+    finally:
+        _live_stack.close()  # already closed by the hook unless the session ends inside this directory

@@ -4,7 +4,9 @@ the job's status and logs read back. The entrypoint runs in the checkout on the 
 ``working_dir``), on a workspace without reviewed data, so the retrain does nothing and says so.
 
 The head and the CLI share a token of their own (``RAY_AUTH_MODE=token``, ``RAY_AUTH_TOKEN_PATH``), so
-the test neither depends on nor writes ``~/.ray/auth_token``. On a loaded 2-core machine the head's
+the test neither depends on nor writes ``~/.ray/auth_token``. The session's live Serve app is stopped
+before this runs (tests/serving/conftest.py): beside it the head's raylet missed Ray's fixed 30 s to
+register (CI). On a loaded 2-core machine the head's
 dashboard has not answered within minutes (CI, twice in 600 tests), so the head is started with its
 output kept, its dashboard polled over HTTP (cheaper than a ``ray`` CLI process per try), and started
 afresh on new ports once if it never answers or dies before it takes the job."""
@@ -80,10 +82,16 @@ class Head:
         )  # fmt: skip
 
     def diagnostics(self) -> str:
-        """The head's own output and the end of its dashboard log, for a failure message."""
-        dashboard = next(iter(self.temp.glob("session_*/logs/dashboard.log")), None)
-        tail = dashboard.read_text(errors="replace")[-1500:] if dashboard else "(no dashboard.log)"
-        return f"head exit={self.proc.poll()}\n{self.log.read_text(errors='replace')[-1500:]}\n{tail}"
+        """The head's own output, the ends of its dashboard, raylet and GCS logs, and the busiest
+        processes on the machine, for a failure message."""
+        tails = []
+        for name in ("dashboard.log", "raylet.out", "raylet.err", "gcs_server.out"):
+            found = next(iter(self.temp.glob(f"session_*/logs/{name}")), None)
+            tails.append(f"--- {name}\n" + (found.read_text(errors="replace")[-1200:] if found else "(none)"))
+        top = subprocess.run(["ps", "-eo", "pcpu,rss,etimes,args", "--sort=-pcpu"], capture_output=True,
+                             text=True).stdout.splitlines()[:10]  # fmt: skip
+        return "\n".join([f"head exit={self.proc.poll()}", self.log.read_text(errors="replace")[-1500:],
+                          *tails, "--- busiest processes", *(line[:200] for line in top)])  # fmt: skip
 
     def stop(self) -> None:
         try:
