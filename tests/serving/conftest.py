@@ -72,7 +72,7 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 @pytest.fixture(scope="session")
 def live(smoke_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApp]:
-    """One Ray Serve app for the session (about 30-60 s to start on two busy cores)."""
+    """One Ray Serve app for the serving tests (about 30-60 s to start on two busy cores)."""
     pytest.importorskip("ray.serve")
     from serving import control
 
@@ -110,4 +110,4 @@ def live(smoke_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     try:
         yield LiveApp(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{ports[0]}", runtime, reload_model)
     finally:
-        _live_stack.close()  # already closed by the hook unless the session ends inside this directory
+        _live_stack.close()  # a no-op after the hook; closes it when a run stops early (-x, Ctrl-C)

@@ -4,12 +4,12 @@ the job's status and logs read back. The entrypoint runs in the checkout on the 
 ``working_dir``), on a workspace without reviewed data, so the retrain does nothing and says so.
 
 The head and the CLI share a token of their own (``RAY_AUTH_MODE=token``, ``RAY_AUTH_TOKEN_PATH``), so
-the test neither depends on nor writes ``~/.ray/auth_token``. The session's live Serve app is stopped
-before this runs (tests/serving/conftest.py): beside it the head's raylet missed Ray's fixed 30 s to
-register (CI). On a loaded 2-core machine the head's
-dashboard has not answered within minutes (CI, twice in 600 tests), so the head is started with its
-output kept, its dashboard polled over HTTP (cheaper than a ``ray`` CLI process per try), and started
-afresh on new ports once if it never answers or dies before it takes the job."""
+the test neither depends on nor writes ``~/.ray/auth_token``. The serving tests' live Serve app is
+stopped before this runs (tests/serving/conftest.py): beside it the head's raylet missed Ray's fixed
+30 s to register (CI). On a loaded 2-core machine the head's dashboard has not answered within minutes
+(CI, twice in 600 tests), so the head is started with its output kept, its dashboard polled over HTTP
+(cheaper than a ``ray`` CLI process per try), and started afresh on new ports once if it never answers
+or dies before it takes the job."""
 
 from __future__ import annotations
 
