@@ -89,6 +89,21 @@ def test_dev_and_test_sets_use_only_their_speakers(smoke_data: Path, inventory: 
     assert not seeds["confirm"] & seeds["dev"] and not seeds["tune"] & (seeds["dev"] | seeds["confirm"])
 
 
+def test_a_rebuild_is_byte_for_byte_the_same(smoke_data: Path, params: dict, tmp_path: Path) -> None:
+    """The conversations' folder (audio, labels, manifest) is a pure function of the inventory and
+    params, so DVC's hash of it only changes when they do (no timings in the manifest)."""
+    from pipelines.build_conversations import build_conversations
+
+    first, again = smoke_data / "conversations" / "smoke", tmp_path / "again"
+    build_conversations("smoke", smoke_data / "inventory" / "smoke", again, params=params)
+
+    def files(root: Path) -> list[Path]:
+        return sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
+
+    assert files(first) and files(first) == files(again)
+    assert all((first / f).read_bytes() == (again / f).read_bytes() for f in files(first))
+
+
 def test_formant_warped_voices_are_new_speakers_on_the_same_timeline(
     inventory: Inventory, sim_cfg: SimulationConfig
 ) -> None:
